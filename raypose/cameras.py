@@ -1,0 +1,151 @@
+"""Pinhole cameras with distortion, world↔camera transforms, screen normalisation.
+
+Conventions (DESIGN.md): metres; camera frame x right, y down, z forward;
+``X_cam = R @ X_world + t``. Distortion follows the H36M convention
+as VideoPose3D applies it: ``xy·(1 + k1r² + k2r⁴ + k3r⁶ + p1x + p2y) + (p2, p1)·r²``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+#: Length of :meth:`Camera.to_array`: w, h, fx, fy, cx, cy, k1, k2, k3, p1, p2, R (9), t (3).
+CAMERA_ARRAY_SIZE = 23
+
+
+@dataclass
+class Camera:
+    name: str
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    R: np.ndarray = field(default_factory=lambda: np.eye(3, dtype=np.float64))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.float64))
+    dist: np.ndarray = field(default_factory=lambda: np.zeros(5, dtype=np.float64))
+
+    def __post_init__(self) -> None:
+        self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
+        self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
+        self.dist = np.asarray(self.dist, dtype=np.float64).reshape(5)
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=np.float64)
+
+    def world_to_camera(self, X: np.ndarray) -> np.ndarray:
+        """(…, 3) world points → camera frame."""
+        return (np.asarray(X, dtype=np.float64) @ self.R.T + self.t).astype(np.float32)
+
+    def camera_to_world(self, X: np.ndarray) -> np.ndarray:
+        return ((np.asarray(X, dtype=np.float64) - self.t) @ self.R).astype(np.float32)
+
+    def project(self, X_cam: np.ndarray, distort: bool = True) -> np.ndarray:
+        """(…, 3) camera-frame points → (…, 2) pixels."""
+        return project(X_cam, self.intrinsics_vector(), distort=distort)
+
+    def intrinsics_vector(self) -> np.ndarray:
+        """fx, fy, cx, cy, k1, k2, k3, p1, p2."""
+        return np.array([self.fx, self.fy, self.cx, self.cy, *self.dist], dtype=np.float64)
+
+    def to_array(self) -> np.ndarray:
+        return np.concatenate([[self.width, self.height, self.fx, self.fy, self.cx, self.cy],
+                               self.dist, self.R.ravel(), self.t]).astype(np.float64)
+
+    @classmethod
+    def from_array(cls, a: Sequence[float], name: str = "") -> "Camera":
+        a = np.asarray(a, dtype=np.float64)
+        if a.shape != (CAMERA_ARRAY_SIZE,):
+            raise ValueError(f"camera array must have {CAMERA_ARRAY_SIZE} values, got {a.shape}")
+        return cls(name, int(a[0]), int(a[1]), *a[2:6], R=a[11:20], t=a[20:23], dist=a[6:11])
+
+
+def project(X_cam: np.ndarray, intrinsics: Sequence[float], distort: bool = True) -> np.ndarray:
+    """Project camera-frame points with intrinsics (fx, fy, cx, cy[, k1, k2, k3, p1, p2])."""
+    X = np.asarray(X_cam, dtype=np.float64)
+    p = np.asarray(intrinsics, dtype=np.float64)
+    z = np.clip(X[..., 2:3], 1e-6, None)
+    xy = X[..., :2] / z
+    if distort and p.shape[0] >= 9:
+        k, tan = p[4:7], p[7:9]
+        r2 = (xy**2).sum(-1, keepdims=True)
+        radial = 1 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
+        tangential = (tan * xy).sum(-1, keepdims=True)  # p1*x + p2*y
+        xy = xy * (radial + tangential) + tan[::-1] * r2
+    f, c = p[0:2], p[2:4]
+    return (xy * f + c).astype(np.float32)
+
+
+def normalize_screen(X: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixels → [-1, 1] in x with aspect kept: ``X / w * 2 - [1, h / w]`` (VideoPose3D)."""
+    X = np.asarray(X)
+    return (X / width * 2 - np.array([1, height / width], dtype=X.dtype)).astype(X.dtype)
+
+
+def image_coordinates(X: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Inverse of :func:`normalize_screen`."""
+    X = np.asarray(X)
+    return ((X + np.array([1, height / width], dtype=X.dtype)) * width / 2).astype(X.dtype)
+
+
+def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) → 3×3 rotation matrix."""
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
+    """R, t of a camera at ``position`` looking at ``target`` (world Z up → camera y down)."""
+    position = np.asarray(position, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - position
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-8:
+        raise ValueError("camera looks straight along the up vector")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    R = np.stack([right, down, forward])  # rows: camera axes in world coordinates
+    return R, -R @ position
+
+
+#: A typical H36M intrinsic set (camera 54138969), used for virtual cameras.
+H36M_LIKE_INTRINSICS = dict(width=1000, height=1002, fx=1145.04940459, fy=1143.78109572,
+                            cx=512.54150496, cy=515.45148698)
+
+
+def virtual_cameras(
+    center: np.ndarray,
+    num: int,
+    rng: np.random.Generator,
+    distance: tuple[float, float] = (4.0, 6.0),
+    height: tuple[float, float] = (0.8, 2.2),
+    azimuth_jitter_deg: float = 20.0,
+    intrinsics: dict | None = None,
+    up: np.ndarray = np.array([0.0, 0.0, 1.0]),
+) -> list[Camera]:
+    """H36M-like cameras on a ring around ``center`` (world, Z up), for 3D-only data.
+
+    Azimuths are evenly spaced with a random phase and jitter; distance and height are drawn
+    uniformly, so each sequence is seen from several plausible studio viewpoints.
+    """
+    intr = dict(H36M_LIKE_INTRINSICS if intrinsics is None else intrinsics)
+    center = np.asarray(center, dtype=np.float64)
+    phase = rng.uniform(0, 2 * np.pi)
+    cams = []
+    for i in range(num):
+        az = phase + 2 * np.pi * i / num + np.deg2rad(rng.uniform(-azimuth_jitter_deg, azimuth_jitter_deg))
+        d = rng.uniform(*distance)
+        h = rng.uniform(*height)
+        pos = center + np.array([d * np.cos(az), d * np.sin(az), 0.0]) + up * (h - float(center @ up))
+        target = center.copy()
+        R, t = look_at(pos, target, up)
+        cams.append(Camera(f"virtual{i}", R=R, t=t, **intr))
+    return cams

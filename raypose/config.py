@@ -1,0 +1,404 @@
+"""One typed configuration tree: dataclasses ↔ YAML ↔ ``--set a.b=c`` overrides ↔ dicts.
+
+A YAML file in ``configs/`` is one serialised :class:`Config`. It may name a parent with
+``inherit: other.yaml`` (resolved relative to the file), whose values it overrides key by key.
+``Config.to_dict()`` is what Ray's ``train_loop_config`` and Tune's ``param_space`` receive,
+and :func:`from_dict` rebuilds the typed tree on the worker.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from raypose.errors import ConfigError
+
+MaskStrategy = Literal["none", "temporal", "spatial", "spatiotemporal", "tube", "hierarchical"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class SourceConfig:
+    """One input dataset: a sequence store (Parquet shards) or a raw file read on the fly."""
+
+    name: str = "mocap"
+    #: 'store' (Parquet shards made by jobs/prepare_data.py) or a reader format:
+    #: 'mocap' / 'h36m' / 'amass' / 'coco' / 'mpi_inf_3dhp'.
+    format: str = "mocap"
+    #: A path or s3:// URI; '' means the embedded default mocap shipped in the package.
+    path: str = ""
+    #: Sampling weight when several sources are mixed.
+    weight: float = 1.0
+    #: For 3D-only sources: how many virtual cameras to synthesise per sequence.
+    virtual_cameras: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.weight > 0, f"source {self.name}: weight must be > 0, got {self.weight}")
+        _check(self.virtual_cameras >= 1, "virtual_cameras must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    #: Receptive field of one clip (odd).
+    num_frames: int = 27
+    #: Temporal downsampling stride (TDS): a clip spans num_frames * stride source frames.
+    stride: int = 1
+    #: Subjects used for training / validation (held out of training) / test; empty = all
+    #: subjects not named elsewhere go to training.
+    train_subjects: list[str] = field(default_factory=list)
+    val_subjects: list[str] = field(default_factory=list)
+    test_subjects: list[str] = field(default_factory=list)
+    #: Resample every sequence to this frame rate (0 keeps the source rate).
+    target_fps: float = 50.0
+    #: Shape of the long chunks shipped to the device (frames); clips are cut on the device.
+    chunk_frames: int = 1024
+    batch_size: int = 32
+    #: Clips drawn from every batch of sequences (random centres) per step.
+    clips_per_sequence: int = 4
+    flip_augment: bool = True
+    noise_std: float = 0.0
+    image_width: int = 1000
+    image_height: int = 1002
+    #: Cap on shards read / frames, to keep smoke runs small (0 = no cap).
+    max_sequences: int = 0
+    shuffle_files: bool = True
+    prefetch_batches: int = 2
+    #: Endpoint for s3:// paths (e.g. a local S3 server); '' uses AWS defaults.
+    s3_endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.num_frames >= 1 and self.num_frames % 2 == 1,
+               f"data.num_frames must be a positive odd number, got {self.num_frames}")
+        _check(self.stride >= 1, f"data.stride must be >= 1, got {self.stride}")
+        _check(self.batch_size >= 1, "data.batch_size must be >= 1")
+        _check(self.noise_std >= 0, "data.noise_std must be >= 0")
+        _check(self.image_width > 0 and self.image_height > 0, "data.image size must be > 0")
+        overlap = set(self.train_subjects) & (set(self.val_subjects) | set(self.test_subjects))
+        overlap |= set(self.val_subjects) & set(self.test_subjects)
+        _check(not overlap, f"subjects {sorted(overlap)} appear in more than one split")
+
+
+@dataclass
+class ModelConfig:
+    #: Registry name: 'pstmo', 'pstmo_s', 'mpm', 'aptpose', 'baseline', 'image_lift'.
+    name: str = "pstmo_s"
+    dim: int = 256
+    ffn_dim: int = 512
+    heads: int = 8
+    depth: int = 3
+    decoder_depth: int = 2
+    decoder_dim: int = 256
+    sem_hidden: int = 512
+    dropout: float = 0.1
+    #: MOFA strides; empty derives them from num_frames (9/27/81/243 → [1,3,3]/[3,3,3]/...).
+    strides: list[int] = field(default_factory=list)
+    #: APTPose hierarchical fusion: 'mul' | 'add' | 'avg' | 'cat'.
+    fusion: str = "mul"
+    #: Extra keyword arguments passed to the registry builder.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.dim > 0 and self.dim % self.heads == 0,
+               f"model.dim ({self.dim}) must be a positive multiple of model.heads ({self.heads})")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+        _check(self.fusion in ("mul", "add", "avg", "cat"), f"model.fusion {self.fusion!r} unknown")
+
+
+@dataclass
+class MaskingConfig:
+    strategy: MaskStrategy = "spatiotemporal"
+    #: q_T: fraction of frames dropped (P-STMO best: 0.8 with m_S=2).
+    temporal_ratio: float = 0.8
+    #: m_S: joints masked per visible frame.
+    spatial_joints: int = 2
+    #: APTPose hierarchy levels used by 'hierarchical'.
+    levels: list[str] = field(default_factory=lambda: ["keypoint", "bone", "limb", "body"])
+    #: Also mask joints the detector missed (confidence 0 / NaN).
+    mask_missing: bool = True
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.temporal_ratio < 1.0, "masking.temporal_ratio must be in [0, 1)")
+        _check(0 <= self.spatial_joints <= 17, "masking.spatial_joints must be in [0, 17]")
+        bad = set(self.levels) - {"keypoint", "bone", "limb", "body"}
+        _check(not bad, f"masking.levels has unknown levels {sorted(bad)}")
+
+
+@dataclass
+class LossConfig:
+    #: Fine-tuning: multi-frame and single-frame (centre) 3D pose terms.
+    multi_frame: float = 1.0
+    single_frame: float = 1.0
+    #: APTPose bone-vector terms for the multi- and single-frame outputs.
+    bone_multi_frame: float = 0.0
+    bone_single_frame: float = 0.0
+    velocity: float = 0.0
+    #: Pretraining reconstruction weights (MPM λ2D=2, λ3D=3; APTPose λ2D, λ3D).
+    rec_2d: float = 1.0
+    rec_3d: float = 0.0
+    #: Reconstruction loss on masked positions only (MAE) instead of all frames.
+    masked_only: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 7e-4
+    weight_decay: float = 0.0
+    #: Multiplicative learning-rate decay per epoch (P-STMO: 0.97).
+    lr_decay: float = 0.97
+    grad_clip: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr must be > 0")
+        _check(0 < self.lr_decay <= 1, "optim.lr_decay must be in (0, 1]")
+        _check(len(self.betas) == 2, "optim.betas needs two values")
+
+
+@dataclass
+class TrainConfig:
+    stage: Literal["pretrain", "finetune"] = "finetune"
+    epochs: int = 2
+    #: Optimizer steps per epoch (0 = one pass over the training sequences).
+    steps_per_epoch: int = 0
+    strategy: Literal["ddp", "deepspeed"] = "ddp"
+    zero_stage: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    grad_accum: int = 1
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    #: Report metrics / checkpoint every N epochs.
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    storage_path: str = ""
+    run_name: str = ""
+    max_failures: int = 1
+    seed: int = 0
+    #: Initial weights for fine-tuning: a checkpoint path or URI.
+    init: str = ""
+    flip_test: bool = True
+    #: Validation clips evaluated per epoch (every-frame centres, capped).
+    val_max_clips: int = 2048
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.zero_stage in (0, 1, 2, 3), "train.zero_stage must be 0..3")
+        _check(not (self.strategy == "ddp" and self.zero_stage), "train.zero_stage needs strategy deepspeed")
+        _check(not (self.precision == "bf16" and not self.use_gpu and self.strategy == "ddp"),
+               "train.precision bf16 is a GPU setting (or DeepSpeed on CPU)")
+        _check(self.grad_accum >= 1 and self.num_workers >= 1, "grad_accum and num_workers must be >= 1")
+        _check(self.cpus_per_worker > 0, "train.cpus_per_worker must be > 0")
+
+
+@dataclass
+class TuneConfig:
+    num_samples: int = 8
+    #: 'random' | 'grid' | 'optuna'.
+    search: str = "random"
+    max_concurrent_trials: int = 0
+    pretrain_epochs: int = 1
+    finetune_epochs: int = 2
+    grace_period: int = 1
+    #: Search space: dotted config key -> {type: uniform|loguniform|randint|choice, ...}.
+    space: dict[str, Any] = field(default_factory=lambda: {
+        "masking.temporal_ratio": {"type": "uniform", "low": 0.4, "high": 0.95},
+        "masking.spatial_joints": {"type": "randint", "low": 0, "high": 7},
+        "masking.strategy": {"type": "choice", "values": ["spatiotemporal", "hierarchical"]},
+        "loss.rec_3d": {"type": "loguniform", "low": 0.1, "high": 10.0},
+    })
+    #: Settings to try first (the papers' choices).
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    storage_path: str = ""
+    name: str = ""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Config":
+        """A copy with dotted overrides applied (``{'a.b': v}`` or ``['a.b=v', ...]``)."""
+        if isinstance(overrides, dict):
+            items = list(overrides.items())
+        else:
+            items = [_split_assignment(s) for s in overrides]
+        d = self.to_dict()
+        for key, value in items:
+            _set_dotted(d, key, value, parse=isinstance(value, str) and not isinstance(overrides, dict))
+        return from_dict(d)
+
+
+# --------------------------------------------------------------------------------------------
+# dict ↔ dataclass with type checking
+# --------------------------------------------------------------------------------------------
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form a.b=value")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any, parse: bool) -> None:
+    parts = key.split(".")
+    node = d
+    for i, p in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or p not in node:
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in override {key!r})")
+        node = node[p]
+    leaf = parts[-1]
+    if not isinstance(node, dict) or (leaf not in node and not _is_free_dict(parts)):
+        raise ConfigError(f"unknown config key {key!r}")
+    node[leaf] = yaml.safe_load(value) if parse else value
+
+
+def _is_free_dict(parts: list[str]) -> bool:
+    """Keys under model.extra / tune.space are free-form."""
+    return parts[:2] in (["model", "extra"], ["tune", "space"]) and len(parts) >= 3
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not match {tp}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """Typed :class:`Config` from a (possibly partial) nested dict; unknown keys are errors."""
+    return _build(Config, copy.deepcopy(values), "")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("extra", "space"):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: inherit cycle through {[str(p) for p in seen]}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping")
+    parent = raw.pop("inherit", None)
+    if parent:
+        return _deep_merge(_read_yaml_tree(path.parent / parent, seen + (path,)), raw)
+    return raw
+
+
+def load(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Load a YAML config (following ``inherit:``), then apply overrides."""
+    values = _read_yaml_tree(Path(path)) if path else {}
+    try:
+        cfg = from_dict(values)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def add_cli_arguments(parser) -> None:
+    """The ``--config`` / ``--set`` pair every job takes."""
+    parser.add_argument("--config", default=None, help="YAML config in configs/ (inherit: allowed)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def from_cli(args) -> Config:
+    return load(args.config, args.overrides)

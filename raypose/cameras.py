@@ -2,7 +2,10 @@
 
 Conventions (DESIGN.md): metres; camera frame x right, y down, z forward;
 ``X_cam = R @ X_world + t``. Distortion follows the H36M convention
-as VideoPose3D applies it: ``xy·(1 + k1r² + k2r⁴ + k3r⁶ + p1x + p2y) + (p2, p1)·r²``.
+as VideoPose3D applies it: ``xy·(1 + k1r² + k2r⁴ + k3r⁶ + p1x + p2y) + (p1, p2)·r²``
+on ``xy = X/Z`` clamped to [-1, 1] (the calibrated range; the polynomial diverges beyond).
+
+The Human3.6M calibration (:func:`h36m_cameras`) is stored in :mod:`raypose.h36m_camera_data`.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from raypose.h36m_camera_data import H36M_CAMERA_IDS, H36M_EXTRINSICS, H36M_INTRINSICS
 
 #: Length of :meth:`Camera.to_array`: w, h, fx, fy, cx, cy, k1, k2, k3, p1, p2, R (9), t (3).
 CAMERA_ARRAY_SIZE = 23
@@ -48,6 +53,10 @@ class Camera:
         """(…, 3) camera-frame points → (…, 2) pixels."""
         return project(X_cam, self.intrinsics_vector(), distort=distort)
 
+    def unproject(self, pixels: np.ndarray, depth: np.ndarray, distort: bool = True) -> np.ndarray:
+        """(…, 2) pixels and (…) camera-frame depths Z → (…, 3) camera-frame points."""
+        return unproject(pixels, depth, self.intrinsics_vector(), distort=distort)
+
     def intrinsics_vector(self) -> np.ndarray:
         """fx, fy, cx, cy, k1, k2, k3, p1, p2."""
         return np.array([self.fx, self.fy, self.cx, self.cy, *self.dist], dtype=np.float64)
@@ -71,24 +80,51 @@ def project(X_cam: np.ndarray, intrinsics: Sequence[float], distort: bool = True
     z = np.clip(X[..., 2:3], 1e-6, None)
     xy = X[..., :2] / z
     if distort and p.shape[0] >= 9:
-        k, tan = p[4:7], p[7:9]
-        r2 = (xy**2).sum(-1, keepdims=True)
-        radial = 1 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
-        tangential = (tan * xy).sum(-1, keepdims=True)  # p1*x + p2*y
-        xy = xy * (radial + tangential) + tan[::-1] * r2
+        xy = _distort(np.clip(xy, -1.0, 1.0), p[4:9])
     f, c = p[0:2], p[2:4]
     return (xy * f + c).astype(np.float32)
 
 
+def _distort(xy: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Normalised image coordinates → distorted ones; ``d`` = (k1, k2, k3, p1, p2)."""
+    k, tan = d[0:3], d[3:5]
+    r2 = (xy**2).sum(-1, keepdims=True)
+    radial = 1 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
+    tangential = (tan * xy).sum(-1, keepdims=True)  # p1*x + p2*y
+    return xy * (radial + tangential) + tan * r2
+
+
+def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsics: Sequence[float],
+              distort: bool = True, iterations: int = 20) -> np.ndarray:
+    """Inverse of :func:`project` given each point's camera-frame depth Z.
+
+    Distortion has no closed-form inverse; a fixed-point iteration (as OpenCV's
+    ``undistortPoints``) converges to sub-micro-pixel error for H36M-sized distortion.
+    """
+    p = np.asarray(intrinsics, dtype=np.float64)
+    xy_d = (np.asarray(pixels, dtype=np.float64) - p[2:4]) / p[0:2]
+    xy = xy_d.copy()
+    if distort and p.shape[0] >= 9 and np.any(p[4:9] != 0):
+        for _ in range(iterations):
+            xy = xy + (xy_d - _distort(xy, p[4:9]))
+    z = np.asarray(depth, dtype=np.float64)[..., None]
+    return np.concatenate([xy * z, z], axis=-1).astype(np.float32)
+
+
+def _float_array(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    return X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
+
+
 def normalize_screen(X: np.ndarray, width: float, height: float) -> np.ndarray:
     """Pixels → [-1, 1] in x with aspect kept: ``X / w * 2 - [1, h / w]`` (VideoPose3D)."""
-    X = np.asarray(X)
+    X = _float_array(X)
     return (X / width * 2 - np.array([1, height / width], dtype=X.dtype)).astype(X.dtype)
 
 
 def image_coordinates(X: np.ndarray, width: float, height: float) -> np.ndarray:
     """Inverse of :func:`normalize_screen`."""
-    X = np.asarray(X)
+    X = _float_array(X)
     return ((X + np.array([1, height / width], dtype=X.dtype)) * width / 2).astype(X.dtype)
 
 
@@ -100,6 +136,14 @@ def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ])
+
+
+def extrinsics_from_quaternion(orientation: Sequence[float], position: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """R, t (``X_cam = R X_world + t``) from a camera→world quaternion (w, x, y, z) and the
+    camera centre in world coordinates — the way H36M/VideoPose3D store extrinsics, where
+    world→camera is ``rot(q⁻¹, X - position)``."""
+    R = quaternion_to_matrix(orientation).T  # rot(q⁻¹, ·) = M(q)ᵀ
+    return R, -R @ np.asarray(position, dtype=np.float64)
 
 
 def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +160,29 @@ def look_at(position: np.ndarray, target: np.ndarray, up: np.ndarray = np.array(
     return R, -R @ position
 
 
-#: A typical H36M intrinsic set (camera 54138969), used for virtual cameras.
-H36M_LIKE_INTRINSICS = dict(width=1000, height=1002, fx=1145.04940459, fy=1143.78109572,
-                            cx=512.54150496, cy=515.45148698)
+#: Subjects with released calibration (S2–S4 have none).
+H36M_SUBJECTS: tuple[str, ...] = tuple(H36M_EXTRINSICS)
+
+
+def _h36m_intrinsics(camera_id: str) -> dict:
+    w, h, fx, fy, cx, cy, *dist = H36M_INTRINSICS[camera_id]
+    return dict(width=int(w), height=int(h), fx=fx, fy=fy, cx=cx, cy=cy, dist=np.array(dist))
+
+
+def h36m_cameras(subject: str) -> list[Camera]:
+    """The four calibrated Human3.6M cameras of ``subject`` (metres, named by camera id),
+    in the dataset's camera order (that of VideoPose3D's per-camera 2D lists)."""
+    if subject not in H36M_EXTRINSICS:
+        raise ValueError(f"no Human3.6M calibration for subject {subject!r}; known: {', '.join(H36M_SUBJECTS)}")
+    cams = []
+    for cam_id, (q, position_mm) in zip(H36M_CAMERA_IDS, H36M_EXTRINSICS[subject]):
+        R, t = extrinsics_from_quaternion(q, np.asarray(position_mm) / 1000.0)
+        cams.append(Camera(cam_id, R=R, t=t, **_h36m_intrinsics(cam_id)))
+    return cams
+
+
+#: A typical H36M intrinsic set (camera 54138969, no distortion), used for virtual cameras.
+H36M_LIKE_INTRINSICS = {k: v for k, v in _h36m_intrinsics(H36M_CAMERA_IDS[0]).items() if k != "dist"}
 
 
 def virtual_cameras(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,22 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 import yaml
 
 from raypose.errors import ConfigError
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 demands ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
 
 MaskStrategy = Literal["none", "temporal", "spatial", "spatiotemporal", "tube", "hierarchical"]
 
@@ -41,6 +58,9 @@ class SourceConfig:
     weight: float = 1.0
     #: For 3D-only sources: how many virtual cameras to synthesise per sequence.
     virtual_cameras: int = 4
+    #: Reader-specific options, e.g. {detector: cpn_ft_h36m_dbb} for h36m, {up_axis: y} for
+    #: amass, {pseudo_labels: path} for coco, {actions: [walk]} for mocap.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.weight > 0, f"source {self.name}: weight must be > 0, got {self.weight}")
@@ -74,6 +94,8 @@ class DataConfig:
     max_sequences: int = 0
     shuffle_files: bool = True
     prefetch_batches: int = 2
+    #: Clips per evaluation slice (every-frame centres are cut in slices to bound memory).
+    eval_max_clips: int = 1024
     #: Endpoint for s3:// paths (e.g. a local S3 server); '' uses AWS defaults.
     s3_endpoint: str = ""
 
@@ -98,7 +120,8 @@ class ModelConfig:
     heads: int = 8
     depth: int = 3
     decoder_depth: int = 2
-    decoder_dim: int = 256
+    #: Pretraining decoder width; 0 takes the model's own default (d/2, as the papers).
+    decoder_dim: int = 0
     sem_hidden: int = 512
     dropout: float = 0.1
     #: MOFA strides; empty derives them from num_frames (9/27/81/243 → [1,3,3]/[3,3,3]/...).
@@ -126,8 +149,16 @@ class MaskingConfig:
     levels: list[str] = field(default_factory=lambda: ["keypoint", "bone", "limb", "body"])
     #: Also mask joints the detector missed (confidence 0 / NaN).
     mask_missing: bool = True
+    #: Hierarchical masking: anatomy groups masked per frame at each level
+    #: (defaults: keypoint = spatial_joints, bone = limb = body = 1).
+    level_groups: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        limits = {"keypoint": 17, "bone": 16, "limb": 4, "body": 2}
+        for level, count in self.level_groups.items():
+            _check(level in limits, f"masking.level_groups: unknown level {level!r}")
+            _check(0 <= int(count) <= limits[level],
+                   f"masking.level_groups.{level} must be in [0, {limits[level]}], got {count}")
         _check(0.0 <= self.temporal_ratio < 1.0, "masking.temporal_ratio must be in [0, 1)")
         _check(0 <= self.spatial_joints <= 17, "masking.spatial_joints must be in [0, 17]")
         bad = set(self.levels) - {"keypoint", "bone", "limb", "body"}
@@ -191,6 +222,15 @@ class TrainConfig:
     flip_test: bool = True
     #: Validation clips evaluated per epoch (every-frame centres, capped).
     val_max_clips: int = 2048
+    #: Endpoint for an s3:// storage_path / init URI (e.g. a local S3 server); '' falls back to
+    #: data.s3_endpoint, then AWS defaults.
+    s3_endpoint: str = ""
+    #: Fault injection for testing FailureConfig: the last rank exits once, mid-way through this
+    #: epoch (-1 = never). A restarted attempt resumes from the last checkpoint and goes on.
+    fail_at_epoch: int = -1
+    #: Per-stage settings applied on top of this config when that stage runs, e.g.
+    #: ``{pretrain: {optim.lr: 1.0e-4, train.epochs: 80}}`` (one YAML file for both stages).
+    stage_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
@@ -200,6 +240,8 @@ class TrainConfig:
                "train.precision bf16 is a GPU setting (or DeepSpeed on CPU)")
         _check(self.grad_accum >= 1 and self.num_workers >= 1, "grad_accum and num_workers must be >= 1")
         _check(self.cpus_per_worker > 0, "train.cpus_per_worker must be > 0")
+        bad = set(self.stage_overrides) - {"pretrain", "finetune"}
+        _check(not bad, f"train.stage_overrides has unknown stages {sorted(bad)}")
 
 
 @dataclass
@@ -276,12 +318,12 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any, parse: bool) -> None:
     leaf = parts[-1]
     if not isinstance(node, dict) or (leaf not in node and not _is_free_dict(parts)):
         raise ConfigError(f"unknown config key {key!r}")
-    node[leaf] = yaml.safe_load(value) if parse else value
+    node[leaf] = _yaml_load(value) if parse else value
 
 
 def _is_free_dict(parts: list[str]) -> bool:
     """Keys under model.extra / tune.space are free-form."""
-    return parts[:2] in (["model", "extra"], ["tune", "space"]) and len(parts) >= 3
+    return parts[:2] in (["model", "extra"], ["tune", "space"], ["masking", "level_groups"]) and len(parts) >= 3
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -361,7 +403,7 @@ def from_dict(values: dict[str, Any]) -> Config:
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("extra", "space"):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("extra", "space", "options", "level_groups"):
             out[k] = _deep_merge(out[k], v)
         else:
             out[k] = v
@@ -374,7 +416,7 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: inherit cycle through {[str(p) for p in seen]}")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _yaml_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must be a mapping")
     parent = raw.pop("inherit", None)

@@ -1,0 +1,209 @@
+"""Clips cut on the training device from long chunks, by index gather.
+
+The pipeline ships fixed-length chunks of whole sequences (``keypoints_2d`` / ``joints_3d``
+(B, L, 17, 3), ``camera`` (B, 23), ``length`` (B,), ``has_3d`` (B,)). A P-STMO clip is F frames
+around a centre frame with temporal-downsampling stride s (span F·s); materialising clips on the
+CPU would multiply the data F-fold, so here one index tensor (B, C, F) gathers every clip of a
+batch at once, with edge replication where a clip runs past either end of its sequence.
+
+2D keypoints are normalised to screen coordinates (``X/w·2 − [1, h/w]``, the chunk's camera),
+missing detections (confidence ≤ 0 or NaN, or non-finite coordinates) become coordinates 0 with
+confidence 0 — masking reads them from ``confidence`` — so no NaN ever leaves this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Iterator, Mapping, Optional
+
+import torch
+
+from raypose import skeleton
+from raypose.masking import normal, uniform
+
+#: Default cap on clips per evaluation slice (≈100 MB of float32 at F = 243).
+EVAL_MAX_CLIPS = 1024
+
+
+@dataclass
+class ClipBatch:
+    """N clips of F frames; index ``F // 2`` is the centre frame the lifter predicts."""
+
+    pose_2d: torch.Tensor               # (N, F, 17, 2) normalised screen coordinates
+    confidence: torch.Tensor            # (N, F, 17) 0 where the detection is missing
+    pose_3d: torch.Tensor               # (N, F, 17, 3) root-relative camera metres
+    has_3d: torch.Tensor                # (N,) bool
+    valid: torch.Tensor                 # (N, F) bool, False at edge-replicated (padded) frames
+    #: Which chunk of the batch and which frame of it each clip is centred on (for evaluation,
+    #: to put per-frame predictions back in sequence order).
+    chunk_index: Optional[torch.Tensor] = None   # (N,) int64
+    frame_index: Optional[torch.Tensor] = None   # (N,) int64
+    camera: Optional[torch.Tensor] = None        # (N, 23) the chunk's camera
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.pose_2d.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pose_2d.shape[1])
+
+    @property
+    def centre_index(self) -> int:
+        return self.num_frames // 2
+
+    @property
+    def centre(self) -> torch.Tensor:
+        """(N, 17, 3) the 3D target of the centre frame."""
+        return self.pose_3d[:, self.centre_index]
+
+    def to(self, device) -> "ClipBatch":
+        return ClipBatch(**{f.name: (None if getattr(self, f.name) is None
+                                     else getattr(self, f.name).to(device))
+                            for f in fields(self)})
+
+
+# --------------------------------------------------------------------------------------------
+# indices
+# --------------------------------------------------------------------------------------------
+
+def raw_indices(centres: torch.Tensor, num_frames: int, stride: int) -> torch.Tensor:
+    """(…, F) frame indices ``centre + (k − F//2)·stride`` before clamping."""
+    offsets = (torch.arange(num_frames, device=centres.device) - num_frames // 2) * stride
+    return centres.long()[..., None] + offsets
+
+
+def _lengths_like(lengths: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Lengths (B,) broadcast against centres (B, …) plus a trailing frame axis."""
+    extra = centres.dim() - lengths.dim() + 1
+    return lengths.long().reshape(tuple(lengths.shape) + (1,) * extra)
+
+
+def gather_indices(lengths: torch.Tensor, centres: torch.Tensor, num_frames: int,
+                   stride: int = 1) -> torch.Tensor:
+    """(B, C, F) frame indices of clips centred at ``centres`` (B, C), clamped to [0, length−1].
+
+    Clamping is edge replication: frames before the start repeat frame 0, frames after the end
+    repeat the last valid frame. ``lengths`` may also be (N,) with ``centres`` (N,).
+    """
+    t = raw_indices(centres, num_frames, stride)
+    last = (_lengths_like(lengths, centres) - 1).clamp_min(0)
+    return torch.minimum(t.clamp_min(0), last)
+
+
+def random_centres(lengths: torch.Tensor, per_chunk: int,
+                   generator: Optional[torch.Generator]) -> torch.Tensor:
+    """(B, per_chunk) centres drawn uniformly from each chunk's valid frames."""
+    u = uniform((lengths.shape[0], per_chunk), generator, lengths.device)
+    n = lengths.long().clamp_min(1)[:, None]
+    return torch.minimum((u * n).long(), n - 1)
+
+
+def all_centres(length: int | torch.Tensor, device=None) -> torch.Tensor:
+    """(length,) every frame of one chunk as a centre."""
+    return torch.arange(int(length), device=device)
+
+
+def every_frame(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chunk, frame) pairs covering every valid frame of every chunk exactly once, in order."""
+    lengths = lengths.long().clamp_min(0)
+    chunk = torch.repeat_interleave(torch.arange(lengths.shape[0], device=lengths.device), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    frame = torch.arange(chunk.shape[0], device=lengths.device) - starts[chunk]
+    return chunk, frame
+
+
+# --------------------------------------------------------------------------------------------
+# cutting
+# --------------------------------------------------------------------------------------------
+
+def normalize_screen(xy: torch.Tensor, width: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`raypose.cameras.normalize_screen` with per-row (…,) image sizes."""
+    offset = torch.stack([torch.ones_like(width), height / width], dim=-1)[..., None, None, :]
+    return xy / width[..., None, None, None] * 2 - offset
+
+
+def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.Tensor,
+         num_frames: int, stride: int) -> ClipBatch:
+    """Clips n = 1..N centred on frame ``centre[n]`` of chunk ``chunk[n]``."""
+    lengths = chunks["length"].long()[chunk]
+    raw = raw_indices(centre, num_frames, stride)                       # (N, F)
+    idx = gather_indices(lengths, centre, num_frames, stride)          # (N, F)
+    rows = chunk[:, None]
+    kp = chunks["keypoints_2d"][rows, idx].float()                      # (N, F, 17, 3)
+    camera = chunks["camera"][chunk].float()
+
+    conf = kp[..., 2]
+    xy = normalize_screen(kp[..., :2], camera[:, 0], camera[:, 1])
+    missing = ~(conf > 0) | ~torch.isfinite(xy).all(-1)
+    pose_2d = torch.where(missing[..., None], torch.zeros_like(xy), xy)
+    confidence = torch.where(missing, torch.zeros_like(conf), conf)
+
+    pose_3d = torch.nan_to_num(chunks["joints_3d"][rows, idx].float(), nan=0.0, posinf=0.0, neginf=0.0)
+    valid = (raw >= 0) & (raw < lengths[:, None])
+    if "valid" in chunks:
+        valid = valid & chunks["valid"][rows, idx].bool()
+    return ClipBatch(pose_2d, confidence, pose_3d, chunks["has_3d"][chunk].bool(), valid,
+                     chunk_index=chunk, frame_index=centre.long(), camera=camera)
+
+
+def cut_clips(chunks: Mapping[str, torch.Tensor], num_frames: int, stride: int,
+              centres: torch.Tensor) -> ClipBatch:
+    """B·C clips (chunk-major) centred at ``centres`` (B, C), gathered and normalised."""
+    b, c = centres.shape
+    chunk = torch.arange(b, device=centres.device).repeat_interleave(c)
+    return _cut(chunks, chunk, centres.reshape(-1).long(), num_frames, stride)
+
+
+def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> ClipBatch:
+    """Mirror clips (all, or those where ``which`` (N,) is True): x → −x and left ↔ right.
+
+    In normalised screen coordinates the image mirror ``X → w − X`` is exactly ``x → −x``, and in
+    camera space it is ``X → −X``; confidences follow their joints. Used for flip augmentation
+    and for test-time flip averaging.
+    """
+    perm = torch.tensor(skeleton.FLIP_PERMUTATION, device=clips.pose_2d.device)
+    sign2 = torch.tensor([-1.0, 1.0], device=clips.pose_2d.device)
+    sign3 = torch.tensor([-1.0, 1.0, 1.0], device=clips.pose_3d.device)
+    pose_2d = clips.pose_2d.index_select(2, perm) * sign2
+    pose_3d = clips.pose_3d.index_select(2, perm) * sign3
+    confidence = clips.confidence.index_select(2, perm)
+    if which is not None:
+        w = which.bool()
+        pose_2d = torch.where(w[:, None, None, None], pose_2d, clips.pose_2d)
+        pose_3d = torch.where(w[:, None, None, None], pose_3d, clips.pose_3d)
+        confidence = torch.where(w[:, None, None], confidence, clips.confidence)
+    return replace(clips, pose_2d=pose_2d, pose_3d=pose_3d, confidence=confidence)
+
+
+def add_noise(clips: ClipBatch, std: float, generator: Optional[torch.Generator]) -> ClipBatch:
+    """Gaussian noise of ``std`` (normalised units) on detected 2D joints; missing stay at 0."""
+    if std <= 0:
+        return clips
+    noise = normal(clips.pose_2d.shape, generator, clips.pose_2d.device) * std
+    present = (clips.confidence > 0)[..., None]
+    return replace(clips, pose_2d=torch.where(present, clips.pose_2d + noise, clips.pose_2d))
+
+
+def train_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
+                generator: Optional[torch.Generator]) -> ClipBatch:
+    """Training clips: random centres, flip (p = 0.5 per clip), 2D noise — all on the device."""
+    centres = random_centres(chunks["length"], data_cfg.clips_per_sequence, generator)
+    clips = cut_clips(chunks, data_cfg.num_frames, data_cfg.stride, centres)
+    if data_cfg.flip_augment:
+        flip = uniform((clips.num_clips,), generator, clips.pose_2d.device) < 0.5
+        clips = flip_clip_batch(clips, flip)
+    return add_noise(clips, float(data_cfg.noise_std), generator)
+
+
+def eval_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
+               max_clips: Optional[int] = None) -> Iterator[ClipBatch]:
+    """Every valid frame of every chunk as a centre, in slices of ≤ ``max_clips`` clips.
+
+    Slices follow chunk then frame order; ``chunk_index`` / ``frame_index`` say where each clip
+    belongs. No augmentation: flip averaging is the caller's choice (:func:`flip_clip_batch`).
+    """
+    limit = int(max_clips or getattr(data_cfg, "eval_max_clips", 0) or EVAL_MAX_CLIPS)
+    chunk, frame = every_frame(chunks["length"])
+    for start in range(0, chunk.shape[0], limit):
+        yield _cut(chunks, chunk[start:start + limit], frame[start:start + limit],
+                   data_cfg.num_frames, data_cfg.stride)

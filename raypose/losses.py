@@ -1,0 +1,126 @@
+"""Losses keyed by model output name, weighted by :class:`raypose.config.LossConfig`.
+
+All pose losses are MPJPE-style: the Euclidean distance per joint, averaged. 3D terms only
+count clips that have 3D ground truth (``has_3d``); reconstruction terms can be restricted to
+the positions the encoder did not see (``masked_only``, MAE-style).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from raypose.masking import Masks
+from raypose.skeleton import bone_vectors
+
+
+def _mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``values`` where ``weight`` (broadcastable, bool/float) is set; 0 if nothing is."""
+    if weight is None:
+        return values.mean()
+    w = weight.to(values.dtype).expand_as(values)
+    total = w.sum()
+    # keep the graph connected (and the value 0) when no element counts
+    return (values * w).sum() / total.clamp_min(1.0)
+
+
+def _clip_weight(values: torch.Tensor, clips: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """(N,) clip selector → shape broadcastable to per-joint ``values`` (N, ...)."""
+    if clips is None:
+        return None
+    return clips.reshape(-1, *([1] * (values.dim() - 1)))
+
+
+def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None,
+               joints: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean per-joint L2 distance. pred/target (N, F, J, C); clips (N,) and joints (N, F, J) select."""
+    err = torch.linalg.vector_norm(pred - target, dim=-1)  # (N, F, J)
+    weight = _clip_weight(err, clips.to(torch.bool) if clips is not None else None)
+    if joints is not None:
+        weight = joints if weight is None else weight & joints
+    return _mean(err, weight)
+
+
+def bone_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean L2 distance between bone vectors (child − parent): orientation and length at once."""
+    return mpjpe_loss(bone_vectors(pred), bone_vectors(target), clips)
+
+
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean L2 distance between frame-to-frame joint displacements (needs F ≥ 2)."""
+    if pred.shape[1] < 2:
+        return pred.sum() * 0.0
+    return mpjpe_loss(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], clips)
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, hidden: Optional[torch.Tensor] = None,
+                        clips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Masked pose modeling loss: over every joint of every frame, or over ``hidden`` (N, F, J) only."""
+    return mpjpe_loss(pred, target, clips, hidden)
+
+
+def hidden_positions(masks: Optional[Masks]) -> Optional[torch.Tensor]:
+    """(N, F, J) joints the encoder did not see: dropped frames, masked joints, masked levels."""
+    if masks is None:
+        return None
+    hidden = masks.joints_masked | masks.frames_masked.unsqueeze(-1)
+    for level in masks.levels.values():
+        hidden = hidden | level
+    return hidden
+
+
+def weighted(terms: dict[str, tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """Σ weight · value over the named terms."""
+    values = [w * v for w, v in terms.values()]
+    return torch.stack(values).sum() if values else torch.zeros(())
+
+
+def _target(targets: Any, key: str) -> Any:
+    return targets[key] if isinstance(targets, dict) else getattr(targets, key)
+
+
+def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Optional[Masks],
+                   cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its unweighted parts (floats, for logging).
+
+    ``targets``: dict (or a ClipBatch) with 'pose_2d' (N, F, 17, 2), 'pose_3d' (N, F, 17, 3),
+    'has_3d' (N,) and 'centre_index'. Output → term: 'multi' → multi_frame (+ bone_multi_frame,
+    + velocity); 'centre' → single_frame (+ bone_single_frame); 'rec_2d' and 'reproj_2d' →
+    rec_2d; 'rec_3d' and 'lift_3d' → rec_3d. Terms with weight 0 are skipped.
+    """
+    pose_2d, pose_3d = _target(targets, "pose_2d"), _target(targets, "pose_3d")
+    has_3d = _target(targets, "has_3d")
+    has_3d = has_3d.to(torch.bool) if has_3d is not None else None
+    c = int(_target(targets, "centre_index"))
+    hidden = hidden_positions(masks) if cfg.masked_only else None
+
+    terms: dict[str, tuple[float, torch.Tensor]] = {}
+
+    def add(name: str, weight: float, fn, *args) -> None:
+        if weight:
+            terms[name] = (float(weight), fn(*args))
+
+    if "multi" in outputs:
+        m = outputs["multi"]
+        add("multi_frame", cfg.multi_frame, mpjpe_loss, m, pose_3d, has_3d)
+        add("bone_multi_frame", cfg.bone_multi_frame, bone_loss, m, pose_3d, has_3d)
+        add("velocity", cfg.velocity, velocity_loss, m, pose_3d, has_3d)
+    if "centre" in outputs:
+        centre_3d = pose_3d[:, c:c + 1]
+        add("single_frame", cfg.single_frame, mpjpe_loss, outputs["centre"], centre_3d, has_3d)
+        add("bone_single_frame", cfg.bone_single_frame, bone_loss, outputs["centre"], centre_3d, has_3d)
+    if "rec_2d" in outputs:
+        add("rec_2d", cfg.rec_2d, reconstruction_loss, outputs["rec_2d"], pose_2d, hidden)
+    if "reproj_2d" in outputs:
+        add("reproj_2d", cfg.rec_2d, reconstruction_loss, outputs["reproj_2d"], pose_2d, hidden)
+    if "rec_3d" in outputs:
+        add("rec_3d", cfg.rec_3d, reconstruction_loss, outputs["rec_3d"], pose_3d, hidden, has_3d)
+    if "lift_3d" in outputs:
+        add("lift_3d", cfg.rec_3d, mpjpe_loss, outputs["lift_3d"], pose_3d, has_3d)
+
+    if not terms:
+        raise ValueError(f"no loss term applies to outputs {sorted(outputs)} with these weights")
+    total = weighted(terms)
+    parts = {name: float(v.detach()) for name, (_, v) in terms.items()}
+    parts["total"] = float(total.detach())
+    return total, parts

@@ -1,0 +1,381 @@
+"""Building blocks shared by every lifting model — each defined once, composed in the model files.
+
+Shapes follow the repo convention outside a block: ``(N, F, J, C)`` poses, ``(N, F, D)`` frame
+tokens. Per-frame MLPs flatten frames into the batch so BatchNorm sees ``(N*F, C)`` — the same
+statistics as the reference 1×1 Conv1d + BatchNorm1d over ``(N, C, F)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raypose.skeleton import NUM_JOINTS
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a (B, C) module to every frame of (N, F, C)."""
+    n, f, c = x.shape
+    return module(x.reshape(n * f, c)).reshape(n, f, -1)
+
+
+def default_strides(num_frames: int) -> list[int]:
+    """MOFA strides mapping ``num_frames`` tokens to one.
+
+    Rule (P-STMO §A.2): stride-3 layers, as many as needed to reach one token
+    (k = ceil(log3 F)), padded in front with stride-1 layers to at least three layers.
+    9 → [1, 3, 3], 27 → [3, 3, 3], 81 → [3, 3, 3, 3], 243 → [3, 3, 3, 3, 3]. For other odd F
+    each layer keeps ceil(L / 3) tokens (kernel 3, padding 1), so the last layer still has one.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    k = 0
+    while 3 ** k < num_frames:
+        k += 1
+    return [1] * max(0, 3 - k) + [3] * k
+
+
+def strided_lengths(num_frames: int, strides: Sequence[int]) -> list[int]:
+    """Token count entering each strided layer, then the final count."""
+    lengths = [num_frames]
+    for s in strides:
+        lengths.append(math.ceil(lengths[-1] / s))
+    return lengths
+
+
+def visible_index(frames_masked: torch.Tensor) -> torch.Tensor:
+    """(N, F) bool mask → (N, V) sorted indices of visible frames.
+
+    Every clip must keep the same number of frames (the masking helper draws an exact ratio),
+    which is what lets the encoder run on a dense (N, V, D) tensor.
+    """
+    visible = ~frames_masked
+    counts = visible.sum(1)
+    if counts.numel() and not bool((counts == counts[0]).all()):
+        raise ValueError(f"clips keep different numbers of visible frames: {counts.tolist()}")
+    v = int(counts[0]) if counts.numel() else 0
+    # stable sort puts visible (key 0) before masked (key 1) in frame order
+    order = torch.sort(frames_masked.to(torch.int8), dim=1, stable=True).indices
+    return order[:, :v]
+
+
+def gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (N, F, D), index (N, V) → (N, V, D)."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+# ----------------------------------------------------------------------------- spatial MLPs
+
+def _activation(name: str) -> nn.Module:
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class MLPStem(nn.Module):
+    """Linear → BN → activation → dropout: the first layer of a per-frame MLP."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.1, activation: str = "leaky_relu"):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.act = _activation(activation)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in) → (B, hidden)
+        return self.drop(self.act(self.norm(self.linear(x))))
+
+
+class ResidualMLP(nn.Module):
+    """x + [Linear → BN → act → dropout] × 2 (Martinez et al. 2017; P-STMO's SEM sub-block)."""
+
+    def __init__(self, hidden: int, dropout: float = 0.1, activation: str = "leaky_relu"):
+        super().__init__()
+        self.body = nn.Sequential(MLPStem(hidden, hidden, dropout, activation),
+                                  MLPStem(hidden, hidden, dropout, activation))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class MLPTrunk(nn.Module):
+    """Residual blocks then a linear projection to ``out_dim`` (MPM's shared spatial layers)."""
+
+    def __init__(self, hidden: int, out_dim: int, num_blocks: int = 1, dropout: float = 0.1,
+                 activation: str = "leaky_relu"):
+        super().__init__()
+        self.blocks = nn.Sequential(*[ResidualMLP(hidden, dropout, activation) for _ in range(num_blocks)])
+        self.out = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(x))
+
+
+class SpatialEncoder(nn.Module):
+    """SEM: per-frame MLP ``in_dim → hidden`` (stem) → residual block(s) → ``out_dim``.
+
+    P-STMO's SEM is ``SpatialEncoder(2J, d, 512, 1)``; APTPose's reprojection module is
+    ``SpatialEncoder(3J, 2J, 512, 1)``; Martinez's baseline is ``(2J, 3J, 1024, 2, relu)``.
+    Accepts (B, C) or (N, F, C).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 512, num_blocks: int = 1,
+                 dropout: float = 0.1, activation: str = "leaky_relu"):
+        super().__init__()
+        self.stem = MLPStem(in_dim, hidden, dropout, activation)
+        self.trunk = MLPTrunk(hidden, out_dim, num_blocks, dropout, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            n, f, c = x.shape
+            return self.trunk(self.stem(x.reshape(n * f, c))).reshape(n, f, -1)
+        return self.trunk(self.stem(x))
+
+
+class SpatialMaskToken(nn.Module):
+    """A learnable coordinate that stands in for masked / missing joints before the SEM."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(channels) * 0.02)
+
+    def forward(self, pose: torch.Tensor, masked: Optional[torch.Tensor]) -> torch.Tensor:
+        """pose (N, F, J, C), masked (N, F, J) bool | None → pose with masked joints = token."""
+        if masked is None:
+            return pose
+        return torch.where(masked.unsqueeze(-1), self.token.to(pose.dtype), pose)
+
+
+# ----------------------------------------------------------------------------- transformers
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.1):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(n, t, d))
+
+
+class FeedForward(nn.Module):
+    """Token-wise Linear → ReLU → dropout → Linear."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class StridedFeedForward(nn.Module):
+    """STE's FFN: 1×1 conv → ReLU → dropout → kernel-3 temporal conv with stride ``stride``."""
+
+    def __init__(self, dim: int, hidden: int, stride: int, dropout: float = 0.1):
+        super().__init__()
+        self.expand = nn.Conv1d(dim, hidden, kernel_size=1)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(dropout)
+        self.reduce = nn.Conv1d(hidden, dim, kernel_size=3, stride=stride, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, D) → (N, ceil(T/s), D)
+        y = self.reduce(self.drop(self.act(self.expand(x.transpose(1, 2)))))
+        return y.transpose(1, 2)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm layer: x + drop(attn(LN x)); then residual + drop(ffn(LN x)).
+
+    With ``stride > 1`` the FFN is a :class:`StridedFeedForward` and the residual is strided
+    the same way (every s-th token, i.e. a kernel-1 max-pool), as in the Strided Transformer.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float = 0.1, stride: int = 0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.stride = stride
+        self.ffn = (StridedFeedForward(dim, ffn_dim, stride, dropout) if stride
+                    else FeedForward(dim, ffn_dim, dropout))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        residual = x[:, :: self.stride] if self.stride > 1 else x
+        return residual + self.drop(self.ffn(self.norm2(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """TEM: learned positional embedding over ``num_frames`` positions + pre-norm layers.
+
+    ``keep_index`` (N, V) runs the layers on the visible frames only (MAE-style temporal
+    masking): positions are added first, so each kept token still knows where it came from.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, ffn_dim: int, num_frames: int,
+                 dropout: float = 0.1, final_norm: bool = False):
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_frames, dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList([TransformerLayer(dim, heads, ffn_dim, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, keep_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if x.shape[1] != self.pos_embed.shape[1]:
+            raise ValueError(f"expected {self.pos_embed.shape[1]} frames, got {x.shape[1]}")
+        x = self.drop(x + self.pos_embed)
+        if keep_index is not None:
+            x = gather_frames(x, keep_index)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+class StridedTransformer(nn.Module):
+    """MOFA: strided transformer layers that shrink ``num_frames`` tokens to one.
+
+    Each layer gets its own learned positional embedding sized to its input length.
+    """
+
+    def __init__(self, dim: int, strides: Sequence[int], heads: int, ffn_dim: int, num_frames: int,
+                 dropout: float = 0.1):
+        super().__init__()
+        lengths = strided_lengths(num_frames, strides)
+        if lengths[-1] != 1:
+            raise ValueError(f"strides {list(strides)} leave {lengths[-1]} tokens of {num_frames}, need 1")
+        self.strides = list(strides)
+        self.pos_embeds = nn.ParameterList()
+        for length in lengths[:-1]:
+            p = nn.Parameter(torch.zeros(1, length, dim))
+            nn.init.trunc_normal_(p, std=0.02)
+            self.pos_embeds.append(p)
+        # stride 1 still uses the (kernel-3) strided FFN so every MOFA layer mixes time
+        self.layers = nn.ModuleList([TransformerLayer(dim, heads, ffn_dim, dropout, stride=max(s, 1))
+                                     for s in strides])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, F, D) → (N, 1, D)
+        for pos, layer in zip(self.pos_embeds, self.layers):
+            x = layer(x + pos)
+        return x
+
+
+class MaskedDecoder(nn.Module):
+    """MAE-style decoder: visible tokens + a learnable mask token at every hidden frame.
+
+    Encoder tokens (N, V, D_enc) are normalised, projected to ``dec_dim`` and scattered back to
+    their frame positions; the rest get the mask token; positional embeddings tell the
+    transformer which frame each slot is. Returns (N, F, dec_dim).
+    """
+
+    def __init__(self, enc_dim: int, dec_dim: int, depth: int, heads: int, ffn_dim: int,
+                 num_frames: int, dropout: float = 0.1):
+        super().__init__()
+        self.enc_norm = nn.LayerNorm(enc_dim)
+        self.to_dec = nn.Linear(enc_dim, dec_dim, bias=False) if dec_dim != enc_dim else nn.Identity()
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.transformer = TransformerEncoder(dec_dim, depth, heads, ffn_dim, num_frames, dropout)
+        self.num_frames = num_frames
+
+    def forward(self, tokens: torch.Tensor, keep_index: Optional[torch.Tensor]) -> torch.Tensor:
+        x = self.to_dec(self.enc_norm(tokens))
+        if keep_index is None:
+            return self.transformer(x)
+        n, _, d = x.shape
+        full = self.mask_token.to(x.dtype).expand(n, self.num_frames, d).clone()
+        full = full.scatter(1, keep_index.unsqueeze(-1).expand(-1, -1, d), x)
+        return self.transformer(full)
+
+
+# ----------------------------------------------------------------------------- heads, fusion
+
+class PoseHead(nn.Module):
+    """1×1 head: BN → Linear from tokens (N, T, D) to poses (N, T, J, C)."""
+
+    def __init__(self, dim: int, channels: int, num_joints: int = NUM_JOINTS):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim)
+        self.linear = nn.Linear(dim, num_joints * channels)
+        self.shape = (num_joints, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, _ = x.shape
+        return per_frame(nn.Sequential(self.norm, self.linear), x).reshape(n, t, *self.shape)
+
+
+class Fusion(nn.Module):
+    """Fuse same-shape branch features: 'mul' (APTPose), 'add', 'avg' or 'cat' (+ linear)."""
+
+    def __init__(self, mode: str, dim: int, num_branches: int):
+        super().__init__()
+        if mode not in ("mul", "add", "avg", "cat"):
+            raise ValueError(f"unknown fusion {mode!r}")
+        self.mode = mode
+        self.proj = nn.Linear(dim * num_branches, dim) if mode == "cat" else None
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.mode == "cat":
+            return self.proj(torch.cat(list(feats), dim=-1))
+        out = feats[0]
+        for f in feats[1:]:
+            out = out * f if self.mode == "mul" else out + f
+        return out / len(feats) if self.mode == "avg" else out
+
+
+class LiftingTail(nn.Module):
+    """TEM tokens → 'multi' (every frame, 1×1 head) and 'centre' (MOFA → 1×1 head)."""
+
+    def __init__(self, dim: int, num_frames: int, strides: Sequence[int], heads: int, ffn_dim: int,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.multi_head = PoseHead(dim, 3)
+        self.mofa = StridedTransformer(dim, strides, heads, ffn_dim, num_frames, dropout)
+        self.centre_head = PoseHead(dim, 3)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"multi": self.multi_head(tokens), "centre": self.centre_head(self.mofa(tokens))}
+
+
+class PretrainedEncoderMixin:
+    """Weight hand-over between stages by parameter name (prefix ``encoder.``).
+
+    A pretraining model's ``encoder_state_dict()`` holds its ``encoder`` submodule's tensors;
+    a lifting model's ``load_pretrained`` copies those whose names and shapes it shares.
+    """
+
+    ENCODER_PREFIX = "encoder."
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(self.ENCODER_PREFIX)}
+
+    def load_pretrained(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        own = self.state_dict()
+        take = {k: v for k, v in state_dict.items()
+                if k.startswith(self.ENCODER_PREFIX) and k in own and own[k].shape == v.shape}
+        self.load_state_dict(take, strict=False)
+        return sorted(take)
+
+
+def iter_modules_of(model: nn.Module, kinds: Iterable[type]) -> list[nn.Module]:
+    """All submodules of the given classes (used by tests and FLOP reports)."""
+    kinds = tuple(kinds)
+    return [m for m in model.modules() if isinstance(m, kinds)]

@@ -1,0 +1,85 @@
+"""Shared blocks: strides, frame gathering, MAE decoder scatter, fusion, SDPA, one definition each."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from raypose.models import blocks
+from raypose.models.blocks import (Fusion, MaskedDecoder, SpatialMaskToken, StridedTransformer,
+                                   default_strides, gather_frames, strided_lengths, visible_index)
+
+MODELS = Path(blocks.__file__).parent
+
+
+@pytest.mark.parametrize("f,expected", [(9, [1, 3, 3]), (27, [3, 3, 3]), (81, [3, 3, 3, 3]),
+                                        (243, [3, 3, 3, 3, 3])])
+def test_default_strides(f, expected):
+    assert default_strides(f) == expected and strided_lengths(f, expected)[-1] == 1
+
+
+@pytest.mark.parametrize("f", [1, 3, 5, 7, 45, 101])
+def test_general_rule_reaches_one_token(f):
+    assert strided_lengths(f, default_strides(f))[-1] == 1
+    out = StridedTransformer(16, default_strides(f), 2, 32, f, 0.0)(torch.randn(2, f, 16))
+    assert out.shape == (2, 1, 16)
+
+
+def test_visible_index_and_gather():
+    fm = torch.tensor([[True, False, True, False], [False, False, True, True]])
+    idx = visible_index(fm)
+    assert idx.tolist() == [[1, 3], [0, 1]]
+    x = torch.arange(2 * 4).reshape(2, 4, 1).float()
+    assert gather_frames(x, idx).squeeze(-1).tolist() == [[1, 3], [4, 5]]
+    with pytest.raises(ValueError):
+        visible_index(torch.tensor([[True, False], [False, False]]))
+
+
+def test_decoder_scatters_visible_tokens_and_mask_token():
+    dec = MaskedDecoder(8, 8, depth=0, heads=2, ffn_dim=16, num_frames=5, dropout=0.0)
+    keep = torch.tensor([[0, 3], [1, 4]])
+    tokens = torch.randn(2, 2, 8)
+    out = dec(tokens, keep)
+    pos = dec.transformer.pos_embed[0]
+    vis = dec.enc_norm(tokens)
+    for n in range(2):
+        for slot in range(5):
+            want = vis[n, keep[n].tolist().index(slot)] if slot in keep[n] else dec.mask_token[0, 0]
+            assert torch.allclose(out[n, slot], want + pos[slot])
+
+
+def test_mask_token_replaces_only_masked():
+    tok = SpatialMaskToken(2)
+    x = torch.randn(1, 3, 17, 2)
+    m = torch.zeros(1, 3, 17, dtype=torch.bool)
+    m[0, 1, 4] = True
+    y = tok(x, m)
+    assert torch.equal(y[0, 1, 4], tok.token.detach()) and torch.equal(y[~m], x[~m])
+
+
+def test_mul_fusion_is_the_product():
+    a, b, c = torch.randn(3, 2, 4, 8).unbind(0)
+    assert torch.equal(Fusion("mul", 8, 3)([a, b, c]), a * b * c)
+    assert Fusion("cat", 8, 3)([a, b, c]).shape == (2, 4, 8)
+
+
+def test_attention_goes_through_sdpa(monkeypatch):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(blocks.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    blocks.SelfAttention(16, 4)(torch.randn(2, 5, 16))
+    assert calls
+
+
+def test_no_block_defined_twice():
+    names: dict[str, str] = {}
+    for path in MODELS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                assert node.name not in names, f"{node.name} in {path.name} and {names[node.name]}"
+                names[node.name] = path.name
+                if path.name != "blocks.py":  # model files only compose blocks
+                    assert node.name.endswith(("Encoder", "Pretrain", "Lift", "Baseline")), node.name

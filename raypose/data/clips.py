@@ -90,12 +90,27 @@ def gather_indices(lengths: torch.Tensor, centres: torch.Tensor, num_frames: int
     return torch.minimum(t.clamp_min(0), last)
 
 
+def owned_centres(chunks: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, stop) of the centres each chunk owns.
+
+    Overlapping chunks carry context frames on both sides (``centre_start`` / ``centre_stop``
+    from the pipeline); only the owned range is used as centres, so every sequence frame is a
+    centre exactly once across chunks. Without those keys a chunk owns all its valid frames.
+    """
+    length = chunks["length"].long()
+    if "centre_start" in chunks:
+        return chunks["centre_start"].long(), torch.minimum(chunks["centre_stop"].long(), length)
+    return torch.zeros_like(length), length
+
+
 def random_centres(lengths: torch.Tensor, per_chunk: int,
-                   generator: Optional[torch.Generator]) -> torch.Tensor:
-    """(B, per_chunk) centres drawn uniformly from each chunk's valid frames."""
+                   generator: Optional[torch.Generator],
+                   start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, per_chunk) centres drawn uniformly from ``[start, lengths)`` (start defaults to 0)."""
+    start = torch.zeros_like(lengths.long()) if start is None else start.long()
     u = uniform((lengths.shape[0], per_chunk), generator, lengths.device)
-    n = lengths.long().clamp_min(1)[:, None]
-    return torch.minimum((u * n).long(), n - 1)
+    n = (lengths.long() - start).clamp_min(1)[:, None]
+    return start[:, None] + torch.minimum((u * n).long(), n - 1)
 
 
 def all_centres(length: int | torch.Tensor, device=None) -> torch.Tensor:
@@ -103,12 +118,14 @@ def all_centres(length: int | torch.Tensor, device=None) -> torch.Tensor:
     return torch.arange(int(length), device=device)
 
 
-def every_frame(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chunk, frame) pairs covering every valid frame of every chunk exactly once, in order."""
-    lengths = lengths.long().clamp_min(0)
-    chunk = torch.repeat_interleave(torch.arange(lengths.shape[0], device=lengths.device), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
-    frame = torch.arange(chunk.shape[0], device=lengths.device) - starts[chunk]
+def every_frame(lengths: torch.Tensor,
+                start: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chunk, frame) pairs covering frames ``[start, lengths)`` of every chunk once, in order."""
+    start = torch.zeros_like(lengths.long()) if start is None else start.long()
+    counts = (lengths.long() - start).clamp_min(0)
+    chunk = torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts)
+    offsets = torch.cumsum(counts, 0) - counts
+    frame = torch.arange(chunk.shape[0], device=counts.device) - offsets[chunk] + start[chunk]
     return chunk, frame
 
 
@@ -187,7 +204,8 @@ def add_noise(clips: ClipBatch, std: float, generator: Optional[torch.Generator]
 def train_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
                 generator: Optional[torch.Generator]) -> ClipBatch:
     """Training clips: random centres, flip (p = 0.5 per clip), 2D noise — all on the device."""
-    centres = random_centres(chunks["length"], data_cfg.clips_per_sequence, generator)
+    start, stop = owned_centres(chunks)
+    centres = random_centres(stop, data_cfg.clips_per_sequence, generator, start)
     clips = cut_clips(chunks, data_cfg.num_frames, data_cfg.stride, centres)
     if data_cfg.flip_augment:
         flip = uniform((clips.num_clips,), generator, clips.pose_2d.device) < 0.5
@@ -203,7 +221,8 @@ def eval_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
     belongs. No augmentation: flip averaging is the caller's choice (:func:`flip_clip_batch`).
     """
     limit = int(max_clips or getattr(data_cfg, "eval_max_clips", 0) or EVAL_MAX_CLIPS)
-    chunk, frame = every_frame(chunks["length"])
+    start, stop = owned_centres(chunks)
+    chunk, frame = every_frame(stop, start)
     for start in range(0, chunk.shape[0], limit):
         yield _cut(chunks, chunk[start:start + limit], frame[start:start + limit],
                    data_cfg.num_frames, data_cfg.stride)

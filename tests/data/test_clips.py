@@ -236,3 +236,31 @@ def test_clip_batch_to_device_keeps_everything():
     for f in dataclasses.fields(clips):
         assert torch.equal(getattr(moved, f.name).cpu(), getattr(clips, f.name))
     assert moved.centre.shape == (clips.num_clips, J, 3)
+
+
+def test_owned_centre_ranges_are_respected():
+    """Overlapping chunks: centres come only from [centre_start, centre_stop)."""
+    import types
+
+    from raypose.data import clips as C
+
+    B, L = 3, 40
+    kp = torch.rand(B, L, 17, 3)
+    chunks = {
+        "keypoints_2d": kp, "joints_3d": torch.rand(B, L, 17, 3),
+        "camera": torch.tensor([[1000.0, 1000.0] + [0.0] * 21] * B),
+        "length": torch.tensor([40, 30, 12]), "has_3d": torch.ones(B, dtype=torch.bool),
+        "centre_start": torch.tensor([5, 5, 0]), "centre_stop": torch.tensor([35, 30, 12]),
+    }
+    cfg = types.SimpleNamespace(num_frames=9, stride=1, clips_per_sequence=50, flip_augment=False,
+                                noise_std=0.0, eval_max_clips=1000)
+    g = torch.Generator().manual_seed(0)
+    start, stop = C.owned_centres(chunks)
+    centres = C.random_centres(stop, 50, g, start)
+    assert bool(((centres >= start[:, None]) & (centres < stop[:, None])).all())
+    batches = list(C.eval_clips(chunks, cfg))
+    frames = torch.cat([b.frame_index for b in batches])
+    chunk_ids = torch.cat([b.chunk_index for b in batches])
+    for b in range(B):
+        got = frames[chunk_ids == b].tolist()
+        assert got == list(range(int(start[b]), int(stop[b])))

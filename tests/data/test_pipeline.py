@@ -1,0 +1,120 @@
+"""Chunking, splits by subject and Ray Data streaming from a local and an S3 store."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from raypose.config import DataConfig, SourceConfig
+from raypose.data import pipeline, store
+from raypose.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def mocap_views(shared_data):
+    from raypose.data.sources import read_source, views
+
+    rng = np.random.default_rng(0)
+    return [v for r in read_source(SourceConfig(), 50.0) for v in views(r, rng, 2)]
+
+
+@pytest.mark.parametrize("L,c", [(100, 13), (64, 0), (243, 121), (1024, 121)])
+def test_chunk_layout_owns_every_frame_once_with_full_context(L, c):
+    T = np.array([1, 5, L - 1, L, L + 1, 2 * L, 3 * L + 7, 1000])
+    lay = pipeline.chunk_layout(T, L, c)
+    assert (lay["length"] <= L).all() and (lay["length"] >= 1).all()
+    for i, t in enumerate(T):
+        mine = lay["row"] == i
+        owned = np.concatenate([np.arange(a, b) + s for a, b, s in
+                                zip(lay["centre_start"][mine], lay["centre_stop"][mine], lay["start"][mine])])
+        np.testing.assert_array_equal(owned, np.arange(t))   # every frame once, in order
+        for s, n, a, b in zip(lay["start"][mine], lay["length"][mine], lay["centre_start"][mine], lay["centre_stop"][mine]):
+            # a clip centred on any owned frame finds its whole context inside the chunk,
+            # except where the true sequence ends (edge replication is then correct)
+            assert s == 0 or a >= c
+            assert s + n == t or b - 1 + c <= n - 1
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        pipeline.chunk_layout(T, 20, 10)
+
+
+def test_chunk_table_gathers_the_source_frames(mocap_views):
+    table = store.views_to_table(mocap_views)
+    L, c = 300, 13
+    ch = pipeline.chunk_table(table, L, c)
+    lay = pipeline.chunk_layout(table.column("num_frames").to_numpy(), L, c)
+    assert ch["keypoints_2d"].shape == (len(lay["row"]), L, 17, 3) and ch["keypoints_2d"].dtype == np.float32
+    for k in range(len(lay["row"])):
+        v = mocap_views[lay["row"][k]]
+        s, n = lay["start"][k], lay["length"][k]
+        np.testing.assert_array_equal(ch["keypoints_2d"][k, :n], v.keypoints_2d[s:s + n])
+        np.testing.assert_array_equal(ch["joints_3d"][k, :n], v.joints_3d[s:s + n])
+        np.testing.assert_array_equal(ch["keypoints_2d"][k, n:], np.broadcast_to(v.keypoints_2d[s + n - 1], (L - n, 17, 3)))
+        assert ch["valid"][k, :n].all() and not ch["valid"][k, n:].any()
+        np.testing.assert_allclose(ch["camera"][k], v.camera.to_array().astype(np.float32))
+    owned = (ch["centre_stop"] - ch["centre_start"]).sum()
+    assert owned == sum(len(v.keypoints_2d) for v in mocap_views)
+
+
+def test_mixing_factors_give_each_source_its_weight_share():
+    f = pipeline.mixing_factors([3.0, 1.0], [1000, 1000])
+    assert f == pytest.approx([1.5, 0.5])
+    f = pipeline.mixing_factors([1.0, 1.0], [9000, 1000])      # small source repeated
+    assert f == pytest.approx([10000 / 2 / 9000, 5.0])
+    assert pipeline.mixing_factors([2.0, 1.0], [2000, 1000]) == pytest.approx([1.0, 1.0])
+
+
+def _collect(batches) -> dict[str, np.ndarray]:
+    parts = list(batches)
+    return {k: torch.cat([b[k] for b in parts]).numpy() for k in pipeline.CHUNK_COLUMNS}
+
+
+def _signature(ch: dict[str, np.ndarray]) -> np.ndarray:
+    """Order-free identity of each chunk (its data), for comparing two streams."""
+    sig = ch["keypoints_2d"].astype(np.float64).sum(axis=(1, 2, 3)) + ch["centre_start"] * 1e-3 + ch["length"]
+    return np.sort(np.round(sig, 3))
+
+
+def test_ray_streams_splits_from_local_and_s3_store(tmp_path, mocap_views, ray_local, s3_server):
+    local, uri = str(tmp_path / "st"), "s3://rp-pipe/mocap"
+    m = store.write_store(mocap_views, local, shard_mb=0.5)
+    store.write_store(mocap_views, uri, shard_mb=0.5, s3_endpoint=s3_server.endpoint)
+    cfg = DataConfig(sources=[SourceConfig(name="st", format="store", path=local)], chunk_frames=256,
+                     batch_size=8, num_frames=27, s3_endpoint=s3_server.endpoint)
+    assert set(m["splits"]["train"]).isdisjoint(m["splits"]["val"] + m["splits"]["test"])
+    assert m["splits"]["val"] and m["splits"]["test"]
+    dss = pipeline.build_datasets(cfg, seed=1)
+    s3 = pipeline.build_datasets(dataclasses.replace(cfg, sources=[SourceConfig(name="s3", format="store", path=uri)]), seed=1)
+    for split in ("train", "val", "test"):
+        batches = list(pipeline.iter_device_batches(dss[split], cfg, device="cpu"))
+        b = batches[0]
+        assert b["keypoints_2d"].dtype == torch.float32 and b["length"].dtype == torch.int64
+        assert b["has_3d"].dtype == torch.bool and b["has_3d"].all() and b["keypoints_2d"].shape[0] <= 8
+        got = _collect(batches)
+        frames = sum(m["subjects"][s]["frames"] for s in m["splits"][split])
+        assert (got["centre_stop"] - got["centre_start"]).sum() == frames   # every frame of the split's subjects once
+        assert got["keypoints_2d"].shape[1:] == (256, 17, 3) and got["camera"].shape[1:] == (23,)
+        ref = _collect(pipeline.local_batches(cfg, split))
+        np.testing.assert_allclose(_signature(got), _signature(ref))
+        if split == "train":  # the same stream from S3
+            np.testing.assert_allclose(_signature(_collect(pipeline.iter_device_batches(s3[split], cfg, "cpu"))),
+                                       _signature(ref))
+    # explicit subjects override the manifest's splits: a split reads only its subjects' shards
+    explicit = dataclasses.replace(cfg, train_subjects=["deepmimic"], val_subjects=[], test_subjects=["climb_a"])
+    _, shards = pipeline._store_split_shards(explicit.sources[0], explicit)
+    assert {sh["subject"] for sh in shards["train"]} == {"deepmimic"} and not shards["val"]
+    got = _collect(pipeline.local_batches(explicit, "train"))
+    assert (got["centre_stop"] - got["centre_start"]).sum() == m["subjects"]["deepmimic"]["frames"]
+
+
+def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
+    """No store at all: the default config streams the embedded mocap (jobs run with no args)."""
+    cfg = DataConfig(chunk_frames=128, batch_size=16)
+    dss = pipeline.build_datasets(cfg, seed=0)
+    counts = {k: int((_collect(pipeline.iter_device_batches(d, cfg, "cpu"))["length"]).shape[0]) for k, d in dss.items()}
+    assert all(counts.values())
+    # two copies of the source with weights 3:1 → ≈1.5× and 0.5× the rows of one copy
+    mixed = dataclasses.replace(cfg, sources=[SourceConfig(name="a", weight=3.0), SourceConfig(name="b", weight=1.0)])
+    n = pipeline.build_datasets(mixed, seed=0)["train"].count()
+    assert 1.6 * counts["train"] <= n <= 2.4 * counts["train"]

@@ -1,0 +1,125 @@
+"""Lifting throughput: frames/s of the P-STMO-S lifter, eager vs inference_mode vs torch.compile.
+
+One output frame per clip, so frames/s = clips/s. Columns:
+  eager      plain forward with autograd on (what a naive loop does)
+  inference  forward under torch.inference_mode
+  compile    torch.compile(model) under inference_mode (compile time reported separately)
+  lift       raypose.infer.lift_sequence end to end (normalise, mask, window gather, batches)
+The model is untrained (weights do not change the cost). Defaults are sized for a 2-core CPU
+(≈1 min); on CPU torch.compile costs 30-80 s per shape, so it is opt-in there
+(``--modes eager inference compile lift``) and on by default with ``--device cuda``.
+
+    python bench/infer.py                      # CPU: 81/243 frames, batch 1/32
+    python bench/infer.py --device cuda        # + compile, batch 1/32/256
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from raypose import models
+from raypose.infer import lift_sequence
+from raypose.viz import format_table
+
+MODES = ("eager", "inference", "compile", "lift")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(step: Callable[[], None], clips: int, device: torch.device, seconds: float,
+          min_iters: int = 2) -> float:
+    """Clips per second of ``step`` after one warm-up call, timed for ≥ ``seconds``."""
+    step()
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    _sync(device)
+    return clips * n / (time.perf_counter() - start)
+
+
+def _fake_keypoints(t: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, 17, 3) pixels + confidence in a 1000×1000 image (a random walk around the centre)."""
+    xy = 500 + np.cumsum(rng.normal(0, 2, (t, 17, 2)), 0) + rng.normal(0, 80, (1, 17, 2))
+    return np.concatenate([xy, rng.uniform(0.5, 1, (t, 17, 1))], -1).astype(np.float32)
+
+
+def bench(model_name: str, frames: list[int], batch_sizes: list[int], modes: list[str],
+          device: torch.device, seconds: float, flip: bool, seed: int = 0) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(seed)
+    for f in frames:
+        torch.manual_seed(seed)
+        model = models.build(model_name, num_frames=f).to(device).eval()
+        compiled = torch.compile(model) if "compile" in modes else None
+        for b in batch_sizes:
+            row: dict = {"model": model_name, "frames": f, "batch": b}
+            x = torch.randn(b, f, 17, 2, generator=torch.Generator().manual_seed(seed)).to(device) * 0.3
+            missing = torch.zeros(b, f, 17, dtype=torch.bool, device=device)
+            fwd = (lambda m: (lambda: models.flip_average(m, x, missing))) if flip else \
+                  (lambda m: (lambda: m(x, missing)))
+            if "eager" in modes:
+                with torch.enable_grad():
+                    row["eager f/s"] = _rate(fwd(model), b, device, seconds)
+            if "inference" in modes:
+                with torch.inference_mode():
+                    row["inference f/s"] = _rate(fwd(model), b, device, seconds)
+            if compiled is not None:
+                with torch.inference_mode():
+                    start = time.perf_counter()
+                    fwd(compiled)()
+                    _sync(device)
+                    row["compile s"] = time.perf_counter() - start
+                    row["compile f/s"] = _rate(fwd(compiled), b, device, seconds)
+            if "lift" in modes:
+                kp = _fake_keypoints(2 * b, rng)
+                row["lift f/s"] = _rate(lambda: lift_sequence(model, kp, 1000, 1000, f, batch_size=b,
+                                                              flip=flip, device=device),
+                                        2 * b, device, seconds, min_iters=1)
+            best = max((v for k, v in row.items() if k.endswith("f/s")), default=None)
+            if best is not None and "eager f/s" in row:
+                row["best/eager"] = best / row["eager f/s"]
+            rows.append(row)
+            table = format_table([row], floatfmt=".1f").splitlines()
+            print("\n".join(table if len(rows) == 1 else table[-1:]), flush=True)
+        del model, compiled
+    return rows
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="pstmo_s")
+    p.add_argument("--frames", type=int, nargs="+", default=[81, 243])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help="default 1 32 on CPU, 1 32 256 on CUDA")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=None,
+                   help="default eager inference lift on CPU, all on CUDA")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per cell")
+    p.add_argument("--flip", action="store_true", help="time flip-averaged lifting (2 passes)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = device.type == "cuda"
+    batch_sizes = args.batch_sizes or ([1, 32, 256] if cuda else [1, 32])
+    modes = args.modes or (list(MODES) if cuda else ["eager", "inference", "lift"])
+    print(f"# {args.model} on {torch.cuda.get_device_name(device) if cuda else 'CPU'} "
+          f"({torch.get_num_threads()} threads), torch {torch.__version__}, flip={args.flip}")
+    rows = bench(args.model, args.frames, batch_sizes, modes, device, args.seconds, args.flip)
+    print()
+    print(format_table(rows, floatfmt=".1f"))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

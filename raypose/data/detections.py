@@ -1,0 +1,447 @@
+"""2D keypoint files for inference → per-person tracks of H36M-17 pixels + confidence.
+
+Inference starts from whatever a 2D detector wrote: an AlphaPose / COCO results JSON (one entry
+per person per frame, with a track id), a VideoPose3D "custom dataset" npz, a plain (T, 17, 2|3)
+npy, or a video that MediaPipe's bundled pose model detects here. Every reader returns the same
+:class:`Detections` so the lifter never cares where the 2D came from. Joints are mapped to
+H36M-17 with :mod:`raypose.skeleton` mappings (derived joints are only as confident as their
+least confident source); a missing detection is confidence 0, never a fake coordinate.
+
+Run ``python -m raypose.data.detections VIDEO OUT.json`` to write MediaPipe detections in the
+AlphaPose results format (useful in a separate environment, see :func:`detect_video`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from raypose import skeleton
+from raypose.errors import RayposeDataError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+#: What to install for the video path. mediapipe==0.10.21 (the last release bundling the offline
+#: pose model) needs protobuf<5, but Ray's stack here needs protobuf≥5, so it cannot share the
+#: project environment: detection runs in a small environment of its own.
+VIDEO_EXTRA_HINT = (
+    "video input needs MediaPipe (mediapipe==0.10.21), which cannot live in the raypose "
+    "environment (it needs protobuf<5). Make a detector environment once: `python -m venv "
+    ".venv-detect && .venv-detect/bin/pip install mediapipe==0.10.21 imageio imageio-ffmpeg`, then "
+    "pass `--detector-python .venv-detect/bin/python` (or run `python -m raypose.data.detections "
+    "VIDEO OUT.json` there and lift OUT.json)")
+
+#: MediaPipe Pose's 33 landmarks, by index.
+MEDIAPIPE33_NAMES: tuple[str, ...] = (
+    "nose", "l_eye_inner", "l_eye", "l_eye_outer", "r_eye_inner", "r_eye", "r_eye_outer",
+    "l_ear", "r_ear", "mouth_l", "mouth_r", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+    "l_wrist", "r_wrist", "l_pinky", "r_pinky", "l_index", "r_index", "l_thumb", "r_thumb",
+    "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle", "l_heel", "r_heel",
+    "l_foot_index", "r_foot_index",
+)
+#: COCO-17 joint k is MediaPipe landmark MEDIAPIPE33_TO_COCO17_INDEX[k].
+MEDIAPIPE33_TO_COCO17_INDEX: tuple[int, ...] = tuple(
+    MEDIAPIPE33_NAMES.index(n) for n in skeleton.COCO17_NAMES)
+
+
+def _compose(name: str, outer: skeleton.JointMapping, index: tuple[int, ...], num_source: int
+             ) -> skeleton.JointMapping:
+    """``outer ∘ select(index)``: reuse the COCO → H36M derivation for any COCO superset."""
+    select = np.zeros((len(index), num_source))
+    select[np.arange(len(index)), index] = 1.0
+    return skeleton.JointMapping(name, num_source, outer.weights @ select)
+
+
+#: MediaPipe-33 → H36M-17 through the COCO-17 subset (MediaPipe ankles are H36M "feet").
+MEDIAPIPE33_TO_H36M = _compose("mediapipe33", skeleton.COCO17_TO_H36M,
+                               MEDIAPIPE33_TO_COCO17_INDEX, 33)
+#: Halpe-26 (AlphaPose's whole-body 26) starts with the 17 COCO joints in COCO order.
+HALPE26_TO_H36M = _compose("halpe26", skeleton.COCO17_TO_H36M, tuple(range(17)), 26)
+
+LAYOUTS: dict[str, Optional[skeleton.JointMapping]] = {
+    "h36m17": None,
+    "coco17": skeleton.COCO17_TO_H36M,
+    "halpe26": HALPE26_TO_H36M,
+    "mediapipe33": MEDIAPIPE33_TO_H36M,
+}
+
+
+@dataclass
+class Track:
+    """One person: detected frame indices (sorted, unique) and H36M-17 pixels + confidence."""
+
+    frames: np.ndarray      # (T,) int64
+    keypoints: np.ndarray   # (T, 17, 3) float32, confidence 0 where missing
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass
+class Detections:
+    """Everything a 2D file says: tracks by id, and the image size / fps when it carries them."""
+
+    tracks: dict[str, Track]
+    width: Optional[int] = None
+    height: Optional[int] = None
+    fps: Optional[float] = None
+    source_path: str = ""
+    video_path: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------
+
+def to_h36m(points: np.ndarray, layout: str, path: object) -> np.ndarray:
+    """(…, K, 2|3) pixels(+conf) in ``layout`` → (…, 17, 3) H36M-17 pixels + confidence.
+
+    Two channels mean "all detected" (confidence 1); non-finite coordinates are missing
+    (confidence 0, coordinates 0) so NaNs never reach the lifter.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim < 2 or points.shape[-1] not in (2, 3):
+        raise RayposeDataError(path, f"keypoints must be (…, joints, 2|3), got shape {points.shape}")
+    if layout not in LAYOUTS:
+        raise RayposeDataError(path, f"unknown joint layout {layout!r}; known: {sorted(LAYOUTS)}")
+    xy = points[..., :2]
+    conf = points[..., 2] if points.shape[-1] == 3 else np.ones(points.shape[:-1], np.float32)
+    ok = np.isfinite(xy).all(-1) & np.isfinite(conf) & (conf > 0)
+    xy = np.where(ok[..., None], xy, 0.0).astype(np.float32)
+    conf = np.where(ok, conf, 0.0).astype(np.float32)
+    mapping = LAYOUTS[layout]
+    if mapping is None:
+        if points.shape[-2] != skeleton.NUM_JOINTS:
+            raise RayposeDataError(path, f"h36m17 layout needs 17 joints, got shape {points.shape}")
+    else:
+        if points.shape[-2] != mapping.num_source:
+            raise RayposeDataError(
+                path, f"{layout} layout needs {mapping.num_source} joints, got shape {points.shape}")
+        xy = mapping.apply(xy)
+        conf = mapping.apply_confidence(conf)
+    return np.concatenate([xy, conf[..., None]], axis=-1).astype(np.float32)
+
+
+def _layout_for(num_joints: int, path: object, default: str = "coco17") -> str:
+    by_count = {17: default, 26: "halpe26", 33: "mediapipe33"}
+    if num_joints not in by_count:
+        raise RayposeDataError(path, f"cannot tell the joint layout of {num_joints} joints "
+                                     "(expected 17 COCO/H36M, 26 Halpe or 33 MediaPipe)")
+    return by_count[num_joints]
+
+
+def _frame_number(image_id: object, path: object) -> int:
+    """AlphaPose writes image ids as frame numbers or file names ("000012.jpg")."""
+    if isinstance(image_id, (int, np.integer)):
+        return int(image_id)
+    if isinstance(image_id, float) and image_id.is_integer():
+        return int(image_id)
+    digits = re.findall(r"\d+", str(image_id))
+    if not digits:
+        raise RayposeDataError(path, f"image_id {image_id!r} names no frame number")
+    return int(digits[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# readers
+# --------------------------------------------------------------------------------------------
+
+def read_alphapose_json(path: str | Path, layout: Optional[str] = None) -> Detections:
+    """AlphaPose / COCO results: ``[{image_id, keypoints: [x, y, s]*K, score, idx}]``.
+
+    The list may be wrapped in ``{"results": [...], "width", "height", "fps"}``. Entries without
+    ``idx`` form track 0. Two entries of one track in one frame keep the higher score.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RayposeDataError(path, f"cannot read JSON: {e}") from e
+    meta = doc if isinstance(doc, dict) else {}
+    results = doc.get("results", doc.get("annotations")) if isinstance(doc, dict) else doc
+    if not isinstance(results, list):
+        raise RayposeDataError(path, "expected a list of results or {'results': [...]} ")
+    best: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
+    for n, r in enumerate(results):
+        if not isinstance(r, dict) or "keypoints" not in r:
+            raise RayposeDataError(path, f"result {n} has no 'keypoints'")
+        kp = np.asarray(r["keypoints"], dtype=np.float32)
+        if kp.size % 3:
+            raise RayposeDataError(path, f"result {n}: {kp.size} keypoint values is not a multiple of 3")
+        kp = kp.reshape(-1, 3)
+        frame = _frame_number(r.get("image_id", n), path)
+        idx = r.get("idx", 0)
+        if isinstance(idx, list):  # PoseFlow can write [[id]]
+            idx = np.asarray(idx).ravel()[0] if np.asarray(idx).size else 0
+        tid = str(int(idx)) if isinstance(idx, (int, float, np.integer, np.floating)) else str(idx)
+        score = float(r.get("score", np.nanmean(kp[:, 2])))
+        held = best.setdefault(tid, {}).get(frame)
+        if held is None or score > held[0]:
+            best[tid][frame] = (score, kp)
+    if not best:
+        raise RayposeDataError(path, "no detections in the file")
+    tracks = {}
+    for tid in sorted(best, key=lambda t: (not t.lstrip("-").isdigit(), int(t) if t.lstrip("-").isdigit() else 0, t)):
+        frames = np.array(sorted(best[tid]), dtype=np.int64)
+        kps = np.stack([best[tid][f][1] for f in frames])
+        lay = layout or meta.get("keypoint_format") or _layout_for(kps.shape[1], path)
+        tracks[tid] = Track(frames, to_h36m(kps, lay, path))
+    return Detections(tracks, _int_or_none(meta.get("width")), _int_or_none(meta.get("height")),
+                      _float_or_none(meta.get("fps")), str(path), _video_beside(path, meta.get("video")))
+
+
+def read_videopose3d_npz(path: str | Path, layout: Optional[str] = None) -> Detections:
+    """VideoPose3D custom-dataset 2D: ``positions_2d[video]['custom'][i]`` (T, K, 2|3) and
+    ``metadata['video_metadata'][video] = {'w', 'h'}``; one track per video (and entry)."""
+    try:
+        data = np.load(path, allow_pickle=True)
+        positions = data["positions_2d"].item()
+        meta = data["metadata"].item() if "metadata" in data.files else {}
+    except (OSError, KeyError, ValueError) as e:
+        raise RayposeDataError(path, f"not a VideoPose3D 2D npz (positions_2d + metadata): {e}") from e
+    if not isinstance(positions, dict) or not positions:
+        raise RayposeDataError(path, "positions_2d holds no videos")
+    layout = layout or _vp3d_layout(meta)
+    sizes = meta.get("video_metadata", {}) if isinstance(meta, dict) else {}
+    tracks: dict[str, Track] = {}
+    wh: set[tuple[int, int]] = set()
+    for video, cams in positions.items():
+        entries = cams.get("custom", next(iter(cams.values()), None)) if isinstance(cams, dict) else cams
+        if entries is None:
+            raise RayposeDataError(path, f"positions_2d[{video!r}] holds no arrays")
+        for i, arr in enumerate(entries):
+            arr = np.asarray(arr, dtype=np.float32)
+            if arr.ndim != 3:
+                raise RayposeDataError(path, f"positions_2d[{video!r}][{i}] has shape {arr.shape}, expected (T, K, 2|3)")
+            tid = str(video) if len(entries) == 1 else f"{video}_{i}"
+            lay = layout or _layout_for(arr.shape[1], path)
+            tracks[tid] = Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, lay, path))
+        if video in sizes:
+            wh.add((int(sizes[video]["w"]), int(sizes[video]["h"])))
+    width, height = (wh.pop() if len(wh) == 1 else (None, None))
+    return Detections(tracks, width, height, None, str(path))
+
+
+def _vp3d_layout(meta: dict) -> Optional[str]:
+    name = str(meta.get("layout_name", "")).lower() if isinstance(meta, dict) else ""
+    if "h36m" in name:
+        return "h36m17"
+    if "coco" in name or "detectron" in name:
+        return "coco17"
+    return None
+
+
+def read_npy(path: str | Path, layout: str = "coco17") -> Detections:
+    """A plain (T, K, 2|3) array of one person (COCO-17 unless ``layout`` says otherwise)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise RayposeDataError(path, f"cannot read npy: {e}") from e
+    if arr.ndim != 3:
+        raise RayposeDataError(path, f"expected (T, joints, 2|3), got shape {arr.shape}")
+    return Detections({"0": Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, layout, path))},
+                      source_path=str(path))
+
+
+def read_detections(path: str | Path, layout: Optional[str] = None,
+                    detector_python: Optional[str] = None, **video_kw) -> Detections:
+    """Dispatch on the suffix: .json, .npz, .npy, or a video (MediaPipe detection, in this
+    process when mediapipe imports, else with ``detector_python`` in a subprocess)."""
+    p = Path(path)
+    if not p.exists():
+        raise RayposeDataError(p, "no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        return read_alphapose_json(p, layout)
+    if suffix == ".npz":
+        return read_videopose3d_npz(p, layout)
+    if suffix == ".npy":
+        return read_npy(p, layout or "coco17")
+    if suffix in VIDEO_SUFFIXES:
+        if detector_python and not _has_mediapipe():
+            return detect_video_subprocess(p, detector_python, **video_kw)
+        return detect_video(p, **video_kw)
+    raise RayposeDataError(p, f"unknown input type {suffix!r}: expected .json, .npz, .npy or a video "
+                              f"({', '.join(VIDEO_SUFFIXES)})")
+
+
+def _has_mediapipe() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mediapipe") is not None
+
+
+def detect_video_subprocess(path: str | Path, python: str, max_frames: Optional[int] = None,
+                            **_: object) -> Detections:
+    """Run :func:`main` under another interpreter (the detector environment) and read its JSON.
+
+    Only numpy, imageio and mediapipe are needed there: this module imports nothing else of
+    raypose beyond the skeleton, found through PYTHONPATH.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "detections.json"
+        cmd = [python, "-m", "raypose.data.detections", str(path), str(out)]
+        if max_frames is not None:
+            cmd += ["--max-frames", str(max_frames)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RayposeDataError(path, f"detection with {python} failed: {' | '.join(tail)}")
+        det = read_alphapose_json(out)
+    det.source_path, det.video_path = str(path), str(path)
+    return det
+
+
+def _int_or_none(v) -> Optional[int]:
+    return None if v is None else int(v)
+
+
+def _float_or_none(v) -> Optional[float]:
+    return None if v is None else float(v)
+
+
+def _video_beside(path: object, name: Optional[str]) -> Optional[str]:
+    if not name:
+        return None
+    p = Path(path).parent / str(name)
+    return str(p) if p.exists() else None
+
+
+# --------------------------------------------------------------------------------------------
+# video
+# --------------------------------------------------------------------------------------------
+
+def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of a video, via imageio (ffmpeg/pyav) or OpenCV."""
+    try:
+        import imageio.v3 as iio
+
+        it = iio.imiter(path)
+        first = next(it)
+    except StopIteration:
+        return
+    except Exception as imageio_error:  # no ffmpeg/pyav plugin: try OpenCV
+        try:
+            import cv2
+        except ImportError:
+            raise RayposeDataError(path, f"cannot decode video ({imageio_error}); install imageio-ffmpeg "
+                                         "(pip install imageio-ffmpeg) or opencv-python") from None
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise RayposeDataError(path, "OpenCV cannot open the video")
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame[..., ::-1].copy()
+        finally:
+            cap.release()
+        return
+    yield np.asarray(first)[..., :3]
+    for frame in it:
+        yield np.asarray(frame)[..., :3]
+
+
+def video_fps(path: str | Path) -> Optional[float]:
+    """Frames per second from the container, or None when no backend can tell."""
+    try:
+        import imageio.v3 as iio
+
+        return float(iio.immeta(path)["fps"])
+    except Exception:
+        pass
+    try:
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        return float(fps) if fps > 0 else None
+    except Exception:
+        return None
+
+
+def detect_video(path: str | Path, model_complexity: int = 1, max_frames: Optional[int] = None
+                 ) -> Detections:
+    """One person per frame with MediaPipe Pose (``mediapipe.solutions.pose``, whose weights ship
+    inside mediapipe==0.10.21 — no download). Landmark visibility is the confidence; frames
+    where nobody is found are kept as missing (confidence 0), so the track has every frame.
+    """
+    try:
+        from mediapipe.python.solutions import pose as mp_pose
+    except ImportError as e:
+        raise RayposeDataError(path, f"{VIDEO_EXTRA_HINT} ({e})") from None
+    rows: list[np.ndarray] = []
+    width = height = None
+    with mp_pose.Pose(static_image_mode=False, model_complexity=model_complexity) as detector:
+        for n, frame in enumerate(iter_video_frames(path)):
+            if max_frames is not None and n >= max_frames:
+                break
+            height, width = frame.shape[:2]
+            result = detector.process(np.ascontiguousarray(frame))
+            rows.append(_landmarks_to_array(result.pose_landmarks, width, height))
+    if not rows:
+        raise RayposeDataError(path, "the video has no frames")
+    kps = np.stack(rows)
+    track = Track(np.arange(len(rows), dtype=np.int64), to_h36m(kps, "mediapipe33", path))
+    return Detections({"0": track}, width, height, video_fps(path), str(path), str(path),
+                      extra={"mediapipe33": kps})
+
+
+def _landmarks_to_array(landmarks, width: int, height: int) -> np.ndarray:
+    """MediaPipe normalised landmarks → (33, 3) pixels + visibility (zeros when none)."""
+    out = np.zeros((33, 3), np.float32)
+    if landmarks is None:
+        return out
+    for k, lm in enumerate(landmarks.landmark):
+        out[k] = (lm.x * width, lm.y * height, lm.visibility)
+    return out
+
+
+def to_alphapose_results(detections: Detections, layout_points: Optional[np.ndarray] = None
+                         ) -> dict:
+    """Detections → an AlphaPose-style results document (COCO-17 keypoints when MediaPipe
+    landmarks are at hand, else the H36M-17 points with ``keypoint_format: h36m17``)."""
+    results = []
+    coco = layout_points[..., list(MEDIAPIPE33_TO_COCO17_INDEX), :] if layout_points is not None else None
+    for tid, tr in detections.tracks.items():
+        pts = coco if coco is not None else tr.keypoints
+        for i, f in enumerate(tr.frames):
+            if (pts[i, :, 2] > 0).any():
+                results.append({"image_id": int(f), "category_id": 1,
+                                "keypoints": [round(float(v), 2) for v in pts[i].ravel()],
+                                "score": round(float(pts[i, :, 2].mean()), 4),
+                                "idx": int(tid) if tid.isdigit() else tid})
+    return {"video": Path(detections.video_path).name if detections.video_path else None,
+            "fps": detections.fps, "width": detections.width, "height": detections.height,
+            "keypoint_format": "coco17" if coco is not None else "h36m17", "results": results}
+
+
+def main(argv: Optional[Iterable[str]] = None) -> None:
+    """``python -m raypose.data.detections VIDEO OUT.json``: detect once, lift many times."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("video")
+    parser.add_argument("out")
+    parser.add_argument("--max-frames", type=int, default=None)
+    args = parser.parse_args(None if argv is None else list(argv))
+    det = detect_video(args.video, max_frames=args.max_frames)
+    doc = to_alphapose_results(det, det.extra.get("mediapipe33"))
+    Path(args.out).write_text(json.dumps(doc))
+    print(f"{args.out}: {len(doc['results'])} detections in {det.tracks['0'].num_frames} frames")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Detections (or a video) → root-relative 3D per person, and the files users take away.
+
+Lifting mirrors evaluation: every frame is a clip centre, clips are gathered with edge
+replication (:func:`raypose.data.clips.gather_indices`), 2D is normalised as in training
+(:func:`raypose.cameras.normalize_screen`), and missing or low-confidence joints reach the model
+as ``joints_missing=True`` — masked, not zeroed into fake detections at the image centre.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from raypose import skeleton
+from raypose.cameras import normalize_screen
+from raypose.data.clips import gather_indices
+from raypose.data.detections import Detections, Track, read_detections
+from raypose.errors import RayposeDataError
+
+DEFAULT_CONF_THRESHOLD = 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# lifting
+# --------------------------------------------------------------------------------------------
+
+def prepare_2d(keypoints_2d: np.ndarray, width: float, height: float,
+               conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 17, 3) pixels + conf → normalised (T, 17, 2) and ``joints_missing`` (T, 17) bool.
+
+    A joint is missing when its confidence is ≤ ``conf_threshold`` or NaN, or its coordinates are
+    not finite; its coordinates are set to 0 only so no NaN reaches the model — the mask is what
+    tells the model to ignore it.
+    """
+    kp = np.asarray(keypoints_2d, dtype=np.float32)
+    if kp.ndim != 3 or kp.shape[1:] != (skeleton.NUM_JOINTS, 3):
+        raise ValueError(f"keypoints_2d must be (T, 17, 3) pixels + confidence, got {kp.shape}")
+    xy = normalize_screen(kp[..., :2], float(width), float(height))
+    conf = kp[..., 2]
+    missing = ~(conf > conf_threshold) | ~np.isfinite(xy).all(-1)
+    xy = np.where(missing[..., None], 0.0, xy).astype(np.float32)
+    return xy, missing
+
+
+def _forward(model: torch.nn.Module, pose_2d: torch.Tensor, missing: torch.Tensor, flip: bool
+             ) -> torch.Tensor:
+    """(B, F, 17, 2) clips → (B, 17, 3) centre-frame predictions (flip-averaged on request)."""
+    if flip:
+        from raypose.models import flip_average
+
+        out = flip_average(model, pose_2d, missing)
+    else:
+        out = model(pose_2d, missing)
+    return out["centre"][:, 0]
+
+
+def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float, height: float,
+                  num_frames: int, batch_size: int = 256, flip: bool = True,
+                  conf_threshold: float = DEFAULT_CONF_THRESHOLD, stride: int = 1,
+                  device: Optional[torch.device | str] = None) -> np.ndarray:
+    """Lift one person's (T, 17, 3) pixels + confidence to (T, 17, 3) root-relative metres.
+
+    Every frame is the centre of one ``num_frames``-frame clip (with TDS ``stride``), padded by
+    repeating the first/last frame; clips run in batches of ``batch_size`` under
+    ``torch.inference_mode``. ``flip`` averages with the mirrored input (test-time flip).
+    """
+    xy, missing = prepare_2d(keypoints_2d, width, height, conf_threshold)
+    t = xy.shape[0]
+    if t == 0:
+        return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32)
+    if missing.all():
+        raise ValueError("every joint of every frame is missing or below the confidence threshold")
+    if device is None:
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    pose = torch.from_numpy(xy).to(device=device, dtype=dtype)
+    miss = torch.from_numpy(missing).to(device)
+    length = torch.tensor([t], device=device)
+    was_training = model.training
+    model.eval()
+    out = torch.empty((t, skeleton.NUM_JOINTS, 3), dtype=torch.float32)
+    try:
+        with torch.inference_mode():
+            for start in range(0, t, batch_size):
+                centres = torch.arange(start, min(start + batch_size, t), device=device)
+                idx = gather_indices(length, centres[None], num_frames, stride)[0]  # (B, F)
+                pred = _forward(model, pose[idx], miss[idx], flip)
+                out[start:start + idx.shape[0]] = pred.float().cpu()
+    finally:
+        model.train(was_training)
+    out = out - out[:, skeleton.ROOT:skeleton.ROOT + 1]
+    return out.numpy()
+
+
+def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
+    """A track over its whole frame range: frames between detections become all-missing rows
+    (confidence 0), so windows keep real time spacing and the model sees the gaps as masked."""
+    frames = np.asarray(track.frames, dtype=np.int64)
+    if frames.size == 0:
+        return frames, track.keypoints
+    full = np.arange(frames[0], frames[-1] + 1, dtype=np.int64)
+    kp = np.zeros((full.size, skeleton.NUM_JOINTS, 3), np.float32)
+    kp[frames - frames[0]] = track.keypoints
+    return full, kp
+
+
+def lift_tracks(model: torch.nn.Module, tracks: Mapping[Any, Track | tuple[np.ndarray, np.ndarray]],
+                width: float, height: float, num_frames: int, fill_gaps: bool = True, **kw
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Lift every person: ``{id: (frames (T,), poses (T, 17, 3))}``.
+
+    With ``fill_gaps`` a track covers its first..last frame (undetected frames lifted from
+    temporal context); otherwise only the detected frames, back to back.
+    """
+    results = {}
+    for tid, tr in tracks.items():
+        if not isinstance(tr, Track):
+            tr = Track(np.asarray(tr[0], dtype=np.int64), np.asarray(tr[1], dtype=np.float32))
+        frames, kp = contiguous(tr) if fill_gaps else (tr.frames, tr.keypoints)
+        results[str(tid)] = (frames, lift_sequence(model, kp, width, height, num_frames, **kw))
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# writers
+# --------------------------------------------------------------------------------------------
+
+def write_npz(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """``track_<id>`` (T, 17, 3) metres root-relative (camera axes) and ``frames_<id>`` (T,)."""
+    arrays: dict[str, np.ndarray] = {"joint_names": np.array(skeleton.JOINT_NAMES)}
+    for tid, (frames, poses) in results.items():
+        arrays[f"track_{tid}"] = np.asarray(poses, np.float32)
+        arrays[f"frames_{tid}"] = np.asarray(frames, np.int64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def write_json(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               fps: Optional[float] = None, decimals: int = 4) -> Path:
+    """The same content as :func:`write_npz`, as JSON (millimetre precision at 4 decimals)."""
+    doc = {
+        "units": "metres", "frame": "camera (x right, y down, z forward), root-relative",
+        "joint_names": list(skeleton.JOINT_NAMES), "parents": list(skeleton.PARENTS), "fps": fps,
+        "tracks": {tid: {"frames": [int(f) for f in frames],
+                         "joints_3d": np.round(np.asarray(poses, np.float64), decimals).tolist()}
+                   for tid, (frames, poses) in results.items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+#: Camera frame (y down, z forward) → BVH's usual Y-up frame: a 180° turn about x.
+_CAMERA_TO_YUP = np.diag([1.0, -1.0, -1.0])
+
+
+def write_bvh(path: str | Path, poses: np.ndarray, fps: float = 30.0, scale: float = 100.0,
+              root_positions: Optional[np.ndarray] = None) -> Path:
+    """BVH of a (T, 17, 3) sequence with a position channel triple on every joint.
+
+    Why positions and no rotations: a 17-point skeleton does not determine joint twist, and one
+    rotation cannot map a branching joint's rest offsets (pelvis → hips + spine, thorax → neck +
+    shoulders) onto predicted ones whose angles differ from the rest pose. Per-joint
+    ``Xposition Yposition Zposition`` (valid BVH) reproduce the positions exactly instead:
+    each joint's channels are its translation from its parent (no rotations anywhere), the
+    root's are its position (``root_positions`` (T, 3) or 0 for root-relative poses).
+    OFFSETs are the mean bone vectors, so the rest pose is the average pose. Readers that treat
+    translation channels as replacing the OFFSET (Blender, MotionBuilder) reproduce the input;
+    axes are Y up (camera y down / z forward turned 180° about x); units are ``scale`` × metres
+    (centimetres by default).
+    """
+    poses = np.asarray(poses, np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (skeleton.NUM_JOINTS, 3):
+        raise ValueError(f"poses must be (T, 17, 3), got {poses.shape}")
+    pts = poses @ _CAMERA_TO_YUP.T * scale
+    root = (np.zeros((len(pts), 3)) if root_positions is None
+            else np.asarray(root_positions, np.float64) @ _CAMERA_TO_YUP.T * scale)
+    local = pts.copy()
+    parents = np.array(skeleton.PARENTS)
+    local[:, 1:] = pts[:, 1:] - pts[:, parents[1:]]
+    local[:, 0] = root
+    offsets = local[:, 1:].mean(0) if len(local) else np.zeros((skeleton.NUM_JOINTS - 1, 3))
+    offsets = np.vstack([np.zeros(3), offsets])
+    children = {j: [c for c, p in enumerate(skeleton.PARENTS) if p == j] for j in range(skeleton.NUM_JOINTS)}
+
+    lines: list[str] = ["HIERARCHY"]
+
+    def emit(j: int, depth: int) -> None:
+        pad = "  " * depth
+        kind = "ROOT" if j == skeleton.ROOT else "JOINT"
+        lines.append(f"{pad}{kind} {skeleton.JOINT_NAMES[j]}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}  OFFSET {offsets[j][0]:.6f} {offsets[j][1]:.6f} {offsets[j][2]:.6f}")
+        lines.append(f"{pad}  CHANNELS 3 Xposition Yposition Zposition")
+        if children[j]:
+            for c in children[j]:
+                emit(c, depth + 1)
+        else:  # a short end segment continuing the bone, for viewers that draw bones to End Sites
+            end = offsets[j] * 0.2 if np.linalg.norm(offsets[j]) > 0 else np.array([0.0, 1.0, 0.0])
+            lines.append(f"{pad}  End Site")
+            lines.append(f"{pad}  {{")
+            lines.append(f"{pad}    OFFSET {end[0]:.6f} {end[1]:.6f} {end[2]:.6f}")
+            lines.append(f"{pad}  }}")
+        lines.append(f"{pad}}}")
+
+    emit(skeleton.ROOT, 0)
+    order = _dfs_order()
+    lines += ["MOTION", f"Frames: {len(local)}", f"Frame Time: {1.0 / float(fps):.8f}"]
+    for frame in local:
+        lines.append(" ".join(f"{v:.5f}" for v in frame[order].ravel()))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _dfs_order() -> list[int]:
+    """Joint order of the BVH hierarchy (depth first), which is also the channel order."""
+    order: list[int] = []
+
+    def visit(j: int) -> None:
+        order.append(j)
+        for c, p in enumerate(skeleton.PARENTS):
+            if p == j:
+                visit(c)
+
+    visit(skeleton.ROOT)
+    return order
+
+
+# --------------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------------
+
+def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = parser
+    p.add_argument("--input", required=True, help="2D keypoints (.json AlphaPose/COCO, .npz "
+                   "VideoPose3D, .npy (T,17,2|3)) or a video (MediaPipe detection)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory or URI from training")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=None,
+                   help="image width and height in pixels, where the input does not carry them")
+    p.add_argument("--layout", default=None, help="joint layout of the 2D (coco17, h36m17, "
+                   "halpe26, mediapipe33); inferred when omitted")
+    p.add_argument("--detector-python", default=None, help="python of an environment with "
+                   "mediapipe==0.10.21, used for video input when mediapipe is not importable here")
+    p.add_argument("--video", default=None, help="video to draw the 2D overlay on (for --render)")
+    p.add_argument("--out", required=True, help="output .npz (track_<id>, frames_<id>)")
+    p.add_argument("--json", nargs="?", const="", default=None,
+                   help="also write JSON (default: --out with .json)")
+    p.add_argument("--bvh", nargs="?", const="", default=None,
+                   help="also write BVH per track (default: --out stem + _<id>.bvh)")
+    p.add_argument("--render", default=None, help="render the 3D (and 2D overlay) to .mp4/.gif")
+    p.add_argument("--contact-sheet", default=None, help="PNG contact sheet of the 3D poses")
+    p.add_argument("--no-flip", action="store_true", help="disable test-time flip averaging")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--conf-threshold", type=float, default=DEFAULT_CONF_THRESHOLD)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, where the input lacks it")
+    return p
+
+
+def load_checkpoint(uri: str, device: str = "cpu") -> tuple[torch.nn.Module, int, int]:
+    """(model, num_frames, stride) from a fine-tuning checkpoint (the training package's loader)."""
+    from raypose.train.checkpoint import load_model
+
+    model, cfg = load_model(uri)
+    num_frames, stride = int(cfg.data.num_frames), int(getattr(cfg.data, "stride", 1))
+    model = model.to(device).eval()
+    with torch.inference_mode():  # a pretraining checkpoint reconstructs 2D; it does not lift
+        probe = model(torch.zeros(1, num_frames, skeleton.NUM_JOINTS, 2, device=device), None)
+    if "centre" not in probe:
+        raise RayposeDataError(uri, "is not a lifting checkpoint (no 'centre' output): "
+                                    "pass a fine-tuning checkpoint")
+    return model, num_frames, stride
+
+
+def _sibling(out: Path, value: str, suffix: str, tid: Optional[str] = None) -> Path:
+    if value:
+        p = Path(value)
+        return p if tid is None else p.with_name(f"{p.stem}_{tid}{p.suffix}")
+    return out.with_name(f"{out.stem}{'' if tid is None else '_' + tid}{suffix}")
+
+
+def _decodable(video: str) -> Optional[str]:
+    """The video found beside the detections, if this environment can decode it (else warn and
+    draw the 2D without the picture)."""
+    import warnings
+
+    from raypose.data.detections import iter_video_frames
+
+    try:
+        next(iter(iter_video_frames(video)), None)
+        return video
+    except RayposeDataError as e:
+        warnings.warn(f"rendering without the video: {e}")
+        return None
+
+
+def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
+                  num_frames: Optional[int] = None, stride: int = 1) -> dict[str, Any]:
+    """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``."""
+    det: Detections = read_detections(args.input, args.layout,
+                                      detector_python=args.detector_python)
+    width, height = det.width, det.height
+    if args.image_size:
+        width, height = args.image_size
+    if not width or not height:
+        raise RayposeDataError(args.input, "the file does not carry the image size: pass --image-size W H")
+    if model is None:
+        model, num_frames, stride = load_checkpoint(args.checkpoint, args.device)
+    assert num_frames is not None
+    results = lift_tracks(model, det.tracks, width, height, num_frames, stride=stride,
+                          flip=not args.no_flip, batch_size=args.batch_size,
+                          conf_threshold=args.conf_threshold, device=args.device)
+    fps = args.fps or det.fps or 30.0
+    out = Path(args.out)
+    written = {"npz": [str(write_npz(out, results))]}
+    if args.json is not None:
+        written["json"] = [str(write_json(_sibling(out, args.json, ".json"), results, fps))]
+    if args.bvh is not None:
+        written["bvh"] = [str(write_bvh(_sibling(out, args.bvh, ".bvh", tid), poses, fps))
+                          for tid, (_, poses) in results.items()]
+    video = args.video or det.video_path
+    if args.render and video and not args.video:
+        video = _decodable(video)
+    if args.render:
+        from raypose import viz
+
+        written["render"] = []
+        for tid, (frames, poses) in results.items():
+            target = args.render if len(results) == 1 else str(_sibling(Path(args.render), args.render, "", tid))
+            _, kp2d = contiguous(det.tracks[tid])
+            written["render"].append(str(viz.render_sequence(
+                poses, target, fps=fps, overlay_video=video, keypoints_2d=kp2d, frames=frames)))
+    if args.contact_sheet:
+        from raypose import viz
+
+        written["contact_sheet"] = [
+            str(viz.contact_sheet(poses, args.contact_sheet if len(results) == 1 else
+                                  _sibling(Path(args.contact_sheet), args.contact_sheet, "", tid)))
+            for tid, (_, poses) in results.items()]
+    for tid, (frames, _) in results.items():
+        detected = det.tracks[tid].num_frames
+        print(f"track {tid}: {len(frames)} frames lifted ({detected} detected, frames "
+              f"{frames[0] if len(frames) else '-'}..{frames[-1] if len(frames) else '-'})")
+    for kind, paths in written.items():
+        for p in paths:
+            print(f"wrote {kind}: {p}")
+    return {"results": results, "written": written, "width": width, "height": height}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    parser = add_infer_arguments(argparse.ArgumentParser(
+        prog="raypose infer", description="2D detections or a video → 3D poses per person"))
+    return infer_command(parser.parse_args(argv))

@@ -1,0 +1,277 @@
+"""Inference: 2D files → root-relative 3D per track; masking, windows, flip; the writers."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from raypose import infer, metrics, models, skeleton
+from raypose.data.detections import Track, read_detections, to_h36m
+
+torch.set_num_threads(1)
+NUM_FRAMES = 9
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return models.build("pstmo_s", num_frames=NUM_FRAMES, dim=32, ffn_dim=64, heads=2, depth=1,
+                        sem_hidden=32).eval()
+
+
+class Recording(nn.Module):
+    """Passes through to a real lifter and keeps what it was given (to check the masking)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, pose_2d, joints_missing=None):
+        self.seen.append((pose_2d.clone(), joints_missing.clone()))
+        return self.inner(pose_2d, joints_missing)
+
+
+def _person(t: int, seed: int = 0, width: int = 1000, height: int = 1000) -> np.ndarray:
+    """(T, 17, 3) H36M pixels + confidence of a walking-in-place person (from real mocap shape)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([[0, 0], [-12, 0], [-14, 45], [-15, 90], [12, 0], [14, 45], [15, 90],
+                     [0, -25], [0, -50], [0, -60], [0, -75], [18, -48], [28, -22], [30, 5],
+                     [-18, -48], [-28, -22], [-30, 5]], np.float32) * 3
+    phase = np.sin(np.linspace(0, 4 * np.pi, t))[:, None, None]
+    xy = base[None] + np.array([width / 2, height / 2], np.float32) + phase * 10
+    xy = xy + rng.normal(0, 1.0, xy.shape).astype(np.float32)
+    conf = rng.uniform(0.6, 1.0, (t, 17, 1)).astype(np.float32)
+    return np.concatenate([xy, conf], -1)
+
+
+def test_lift_sequence_shape_root_and_padding(model):
+    for t in (3, 40):  # shorter and longer than the window
+        out = infer.lift_sequence(model, _person(t), 1000, 1000, NUM_FRAMES, batch_size=16)
+        assert out.shape == (t, 17, 3) and out.dtype == np.float32
+        assert np.isfinite(out).all()
+        np.testing.assert_array_equal(out[:, 0], 0)
+        assert np.abs(out).max() > 0
+
+
+def test_every_frame_is_a_centre_with_edge_padding(model):
+    rec = Recording(model)
+    kp = _person(12)
+    infer.lift_sequence(rec, kp, 1000, 1000, NUM_FRAMES, batch_size=5, flip=False)
+    seen = torch.cat([p for p, _ in rec.seen])
+    assert [p.shape[0] for p, _ in rec.seen] == [5, 5, 2]
+    xy, _ = infer.prepare_2d(kp, 1000, 1000)
+    for centre in (0, 6, 11):
+        idx = np.clip(np.arange(centre - 4, centre + 5), 0, 11)
+        np.testing.assert_allclose(seen[centre].numpy(), xy[idx], rtol=1e-6)
+
+
+def test_batch_size_does_not_change_the_result(model):
+    kp = _person(30, seed=1)
+    a = infer.lift_sequence(model, kp, 1000, 1000, NUM_FRAMES, batch_size=1)
+    b = infer.lift_sequence(model, kp, 1000, 1000, NUM_FRAMES, batch_size=256)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_missing_joints_are_masked_not_zeroed(model):
+    kp = _person(20, seed=2)
+    wrist = skeleton.JOINT_INDEX["l_wrist"]
+    kp[5:9, wrist, 2] = 0.05          # low confidence
+    kp[10, 3, :2] = np.nan            # lost detection
+    rec = Recording(model)
+    out = infer.lift_sequence(rec, kp, 1000, 1000, NUM_FRAMES, flip=False, conf_threshold=0.2)
+    pose, missing = rec.seen[0]
+    assert missing.dtype == torch.bool
+    assert missing[5:9, NUM_FRAMES // 2, wrist].all()
+    assert missing[10, NUM_FRAMES // 2, 3]
+    assert missing.sum() == sum(((np.clip(np.arange(c - 4, c + 5), 0, 19)[:, None] == np.array([5, 6, 7, 8])).sum()
+                                 + (np.clip(np.arange(c - 4, c + 5), 0, 19) == 10).sum()) for c in range(20))
+    assert torch.isfinite(pose).all()
+    # masked means ignored: moving a masked joint anywhere leaves the 3D unchanged
+    moved = kp.copy()
+    moved[5:9, wrist, :2] += 300
+    again = infer.lift_sequence(model, moved, 1000, 1000, NUM_FRAMES, flip=False, conf_threshold=0.2)
+    np.testing.assert_allclose(out, again, atol=1e-6)
+    unmasked = infer.lift_sequence(model, moved, 1000, 1000, NUM_FRAMES, flip=False, conf_threshold=0.0)
+    assert np.abs(unmasked - out).max() > 1e-4
+
+
+def test_flip_average_is_mirror_equivariant(model):
+    kp = _person(15, seed=3)
+    mirrored = kp[:, list(skeleton.FLIP_PERMUTATION)].copy()
+    mirrored[..., 0] = 1000 - mirrored[..., 0]
+    a = infer.lift_sequence(model, kp, 1000, 1000, NUM_FRAMES, flip=True)
+    b = infer.lift_sequence(model, mirrored, 1000, 1000, NUM_FRAMES, flip=True)
+    np.testing.assert_allclose(skeleton.flip_pose(b), a, atol=1e-5)
+    no_flip = infer.lift_sequence(model, kp, 1000, 1000, NUM_FRAMES, flip=False)
+    assert np.abs(no_flip - a).max() > 1e-5
+
+
+def test_lift_tracks_fills_gaps(model):
+    kp = _person(6, seed=4)
+    tracks = {"a": Track(np.array([10, 11, 12, 15, 16, 17]), kp), 3: (np.arange(4), kp[:4])}
+    res = infer.lift_tracks(model, tracks, 1000, 1000, NUM_FRAMES, batch_size=8)
+    assert set(res) == {"a", "3"}
+    np.testing.assert_array_equal(res["a"][0], np.arange(10, 18))
+    assert res["a"][1].shape == (8, 17, 3) and res["3"][1].shape == (4, 17, 3)
+    packed = infer.lift_tracks(model, tracks, 1000, 1000, NUM_FRAMES, fill_gaps=False)
+    assert packed["a"][1].shape == (6, 17, 3)
+
+
+def _args(**kw):
+    import argparse
+
+    parser = infer.add_infer_arguments(argparse.ArgumentParser())
+    argv = []
+    for k, v in kw.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif isinstance(v, (list, tuple)):
+            argv += [flag, *map(str, v)]
+        else:
+            argv += [flag, str(v)]
+    return parser.parse_args(["--checkpoint", "unused", *argv])
+
+
+def _alphapose_file(path: Path) -> Path:
+    results = []
+    for tid, frames in ((0, range(0, 14)), (1, range(3, 11))):
+        kp = _person(len(frames), seed=tid)
+        kp[..., 0] += 200 * tid
+        inv = np.linalg.pinv(skeleton.COCO17_TO_H36M.weights)  # an H36M person back in COCO-ish layout
+        coco = np.einsum("kj,tjc->tkc", inv, kp[..., :2])
+        for i, f in enumerate(frames):
+            flat = np.concatenate([coco[i], np.full((17, 1), 0.9)], 1)
+            results.append({"image_id": f, "keypoints": flat.ravel().tolist(), "score": 1.0, "idx": tid})
+    path.write_text(json.dumps({"results": results, "width": 1000, "height": 1000, "fps": 25}))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "npz", "npy2", "npy3"])
+def test_each_input_format_end_to_end(model, tmp_path, capsys, fmt):
+    if fmt == "json":
+        src, tracks, extra = _alphapose_file(tmp_path / "dets.json"), {"0": 14, "1": 8}, {}
+    elif fmt == "npz":
+        src = tmp_path / "data_2d_custom.npz"
+        np.savez(src, positions_2d={"clip.mp4": {"custom": [_person(11)]}},
+                 metadata={"layout_name": "h36m", "video_metadata": {"clip.mp4": {"w": 1000, "h": 1000}}})
+        tracks, extra = {"clip.mp4": 11}, {}
+    else:
+        src = tmp_path / "kp.npy"
+        np.save(src, _person(13)[..., : 2 if fmt == "npy2" else 3])
+        tracks, extra = {"0": 13}, {"image_size": (1000, 1000), "layout": "h36m17"}
+    out = tmp_path / "out" / "poses.npz"
+    res = infer.infer_command(_args(input=src, out=out, json=True, bvh=True, batch_size=4, **extra),
+                              model=model, num_frames=NUM_FRAMES)
+    with np.load(out) as z:
+        for tid, n in tracks.items():
+            assert z[f"track_{tid}"].shape == (n, 17, 3)
+            np.testing.assert_array_equal(z[f"track_{tid}"][:, 0], 0)
+            assert z[f"frames_{tid}"].shape == (n,)
+        assert sorted(k for k in z.files if k.startswith("track_")) == sorted(f"track_{t}" for t in tracks)
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert {t: len(v["frames"]) for t, v in doc["tracks"].items()} == tracks
+    assert doc["units"] == "metres"
+    assert len(res["written"]["bvh"]) == len(tracks)
+    printed = capsys.readouterr().out
+    for tid, n in tracks.items():
+        assert f"track {tid}: {n} frames" in printed
+    assert str(out) in printed
+
+
+def test_missing_image_size_is_a_clear_error(model, tmp_path):
+    src = tmp_path / "kp.npy"
+    np.save(src, _person(5))
+    with pytest.raises(ValueError, match="--image-size"):
+        infer.infer_command(_args(input=src, out=tmp_path / "o.npz"), model=model, num_frames=NUM_FRAMES)
+
+
+def _read_bvh(path: Path) -> tuple[list[str], list[int], np.ndarray]:
+    """Joint names, parents and per-frame world positions of a position-channel BVH."""
+    names, parents, stack, lines = [], [], [], path.read_text().splitlines()
+    i = 0
+    while lines[i].strip() != "MOTION":
+        tok = lines[i].split()
+        if tok and tok[0] in ("ROOT", "JOINT"):
+            names.append(tok[1])
+            parents.append(stack[-1] if stack else -1)
+            stack.append(len(names) - 1)
+        elif tok and tok[0] == "End":
+            stack.append(None)
+        elif tok and tok[0] == "}":
+            stack.pop()
+        i += 1
+    motion = np.array([[float(v) for v in l.split()] for l in lines[i + 3:] if l.strip()])
+    local = motion.reshape(len(motion), len(names), 3)
+    world = np.zeros_like(local)
+    for j, p in enumerate(parents):
+        world[:, j] = local[:, j] + (world[:, p] if p >= 0 else 0)
+    return names, parents, world
+
+
+def test_bvh_reproduces_the_positions(model, tmp_path):
+    poses = infer.lift_sequence(model, _person(7, seed=5), 1000, 1000, NUM_FRAMES)
+    path = infer.write_bvh(tmp_path / "p.bvh", poses, fps=25)
+    text = path.read_text()
+    assert "Frames: 7" in text and "Frame Time: 0.04" in text
+    names, parents, world = _read_bvh(path)
+    order = [skeleton.JOINT_NAMES.index(n) for n in names]
+    assert [order[p] if p >= 0 else -1 for p in parents] == [skeleton.PARENTS[j] for j in order]
+    expected = poses[:, order] * np.array([1, -1, -1]) * 100  # Y up, centimetres
+    np.testing.assert_allclose(world, expected, atol=1e-3)
+
+
+def test_real_pose2sim_detections(model, shared_data):
+    """One camera's real OpenPose detections → 3D; MPJPE against the triangulated 3D in that camera.
+
+    With the untrained test model only finiteness and shape are asserted; set
+    RAYPOSE_INFER_CHECKPOINT to a trained checkpoint to get the real number printed.
+    """
+    d = np.load(shared_data / "pose2sim_demo.npz")
+    cam = 0
+    kp = to_h36m(d["keypoints_coco17"][cam], "coco17", "pose2sim_demo.npz")
+    width, height = d["image_size"][cam]
+    lifter, num_frames, stride = model, NUM_FRAMES, 1
+    if os.environ.get("RAYPOSE_INFER_CHECKPOINT"):
+        lifter, num_frames, stride = infer.load_checkpoint(os.environ["RAYPOSE_INFER_CHECKPOINT"])
+    pred = infer.lift_sequence(lifter, kp, width, height, num_frames, stride=stride, batch_size=64)
+    assert pred.shape == (100, 17, 3) and np.isfinite(pred).all()
+    np.testing.assert_array_equal(pred[:, 0], 0)
+    world = d["positions_3d_h36m17"].astype(np.float64)
+    cam_3d = world @ d["R"][cam].T + d["t"][cam]
+    target = cam_3d - cam_3d[:, :1]
+    assert target[:, :, 2].std() < 1.0 and (cam_3d[:, 0, 2] > 0).all()  # in front of the camera
+    e = metrics.mpjpe(pred, target) * 1000
+    pe = metrics.p_mpjpe(pred, target) * 1000
+    print(f"\nPose2Sim camera {cam}: MPJPE {e:.1f} mm, P-MPJPE {pe:.1f} mm "
+          f"({'checkpoint ' + os.environ['RAYPOSE_INFER_CHECKPOINT'] if lifter is not model else 'untrained test model'})")
+    assert np.isfinite(e) and np.isfinite(pe)
+
+
+def test_real_sports2d_json_lifts_two_tracks(model, shared_data, tmp_path):
+    det = read_detections(shared_data / "sports2d_demo" / "detections_coco17.json")
+    res = infer.lift_tracks(model, det.tracks, det.width, det.height, NUM_FRAMES, batch_size=128)
+    assert set(res) == {"0", "1"}
+    for tid, (frames, poses) in res.items():
+        tr = det.tracks[tid]
+        assert frames[0] == tr.frames[0] and frames[-1] == tr.frames[-1]
+        assert poses.shape == (len(frames), 17, 3) and np.isfinite(poses).all()
+
+
+def test_cli_dispatch_reaches_the_checkpoint_loader(tmp_path, capsys):
+    from raypose import cli
+    from raypose.errors import RayposeDataError
+
+    src = tmp_path / "kp.npy"
+    np.save(src, _person(5))
+    with pytest.raises(RayposeDataError, match="not a raypose checkpoint"):
+        cli.main(["infer", "--input", str(src), "--image-size", "1000", "1000",
+                  "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.npz")])
+    assert cli.main([]) == 2
+    assert "infer" in capsys.readouterr().out

@@ -253,6 +253,8 @@ class TuneConfig:
     pretrain_epochs: int = 1
     finetune_epochs: int = 2
     grace_period: int = 1
+    #: ASHA keeps 1/reduction_factor of the trials at each rung (fine-tuning epochs).
+    reduction_factor: int = 2
     #: Search space: dotted config key -> {type: uniform|loguniform|randint|choice, ...}.
     space: dict[str, Any] = field(default_factory=lambda: {
         "masking.temporal_ratio": {"type": "uniform", "low": 0.4, "high": 0.95},
@@ -286,7 +288,11 @@ class Config:
         return text
 
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Config":
-        """A copy with dotted overrides applied (``{'a.b': v}`` or ``['a.b=v', ...]``)."""
+        """A copy with dotted overrides applied (``{'a.b': v}`` or ``['a.b=v', ...]``).
+
+        An override also replaces the same key inside ``train.stage_overrides``, so what a
+        user sets last wins over per-stage values a YAML file carries.
+        """
         if isinstance(overrides, dict):
             items = list(overrides.items())
         else:
@@ -294,6 +300,11 @@ class Config:
         d = self.to_dict()
         for key, value in items:
             _set_dotted(d, key, value, parse=isinstance(value, str) and not isinstance(overrides, dict))
+            if key.split(".")[0] in ("data", "model", "masking", "loss", "optim", "train", "tune"):
+                leaf = _get_dotted(d, key)
+                for per_stage in d["train"].get("stage_overrides", {}).values():
+                    if key in per_stage:
+                        per_stage[key] = leaf
         return from_dict(d)
 
 
@@ -319,6 +330,12 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any, parse: bool) -> None:
     if not isinstance(node, dict) or (leaf not in node and not _is_free_dict(parts)):
         raise ConfigError(f"unknown config key {key!r}")
     node[leaf] = _yaml_load(value) if parse else value
+
+
+def _get_dotted(d: dict[str, Any], key: str) -> Any:
+    for p in key.split("."):
+        d = d[p]
+    return d
 
 
 def _is_free_dict(parts: list[str]) -> bool:

@@ -153,3 +153,14 @@ def test_shipped_configs_load():
         if path.parent.name == "cluster":
             continue
         assert isinstance(config.load(path), Config), path
+
+
+def test_cli_override_wins_over_per_stage_values():
+    from raypose.config import Config
+
+    cfg = Config().with_overrides({"train.stage_overrides": {
+        "pretrain": {"train.epochs": 15, "optim.lr": 1e-4}, "finetune": {"train.epochs": 40}}})
+    cfg = cfg.with_overrides(["train.epochs=3"])
+    assert cfg.train.epochs == 3
+    assert cfg.train.stage_overrides["pretrain"] == {"train.epochs": 3, "optim.lr": 1e-4}
+    assert cfg.train.stage_overrides["finetune"] == {"train.epochs": 3}

@@ -1,0 +1,229 @@
+"""Evaluate a lifting checkpoint on a dataset split: the papers' protocols, per action, as JSON.
+
+No Ray: the split's sequences are read and chunked in-process (:mod:`raypose.data.pipeline`),
+every valid frame of every sequence is a clip centre (the chunk that *owns* it predicts it),
+and predictions are put back in sequence order so velocity errors (MPJVE) see real neighbours.
+
+Reported (millimetres; PCK/AUC in percent on the 3DHP protocol's 14 joints): MPJPE (#1),
+P-MPJPE (#2), N-MPJPE, MPJVE, PCK@150 mm, AUC, frame-weighted over all frames, plus the
+per-action table and the per-action mean (the H36M papers' headline number). Deterministic:
+eval mode, no random draws, fixed data order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from raypose import metrics
+from raypose.config import Config, DataConfig, SourceConfig
+
+MM = 1000.0
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass
+class SequencePredictions:
+    """Per (subject, action, camera) view: predicted and true 3D of every valid frame (metres)."""
+
+    subject: str
+    action: str
+    camera: str
+    pred: np.ndarray                      # (T, 17, 3)
+    target: np.ndarray                    # (T, 17, 3)
+    filled: np.ndarray                    # (T,) bool, frame predicted and valid
+
+
+@dataclass
+class EvalResult:
+    checkpoint: str
+    split: str
+    flip: bool
+    model: str
+    num_frames: int
+    frames: int
+    sequences: int
+    mpjpe: float
+    p_mpjpe: float
+    n_mpjpe: float
+    mpjve: float
+    pck: float
+    auc: float
+    mpjpe_action_mean: float
+    per_action: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+def data_config_for(cfg: Config, data_path: Optional[str] = None, batch_size: int = 8) -> DataConfig:
+    """The checkpoint's data settings, or a user's VideoPose3D-layout 3D npz seen through
+    virtual cameras (its subjects all usable: pair with split 'all')."""
+    d = cfg.data
+    sources = d.sources
+    if data_path:
+        sources = [SourceConfig(name=Path(data_path).stem, format="mocap", path=str(data_path),
+                                virtual_cameras=max(1, d.sources[0].virtual_cameras if d.sources else 4))]
+        return dataclasses.replace(d, sources=sources, train_subjects=[], val_subjects=[],
+                                   test_subjects=[], max_sequences=0, batch_size=batch_size,
+                                   flip_augment=False, noise_std=0.0)
+    return dataclasses.replace(d, batch_size=batch_size, flip_augment=False, noise_std=0.0)
+
+
+def split_chunks(data_cfg: DataConfig, split: str, seed: int = 0) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """All chunks of ``split`` (numpy) and, per chunk, its view's identity and first frame."""
+    from raypose.data.pipeline import CHUNK_COLUMNS, chunk_layout, chunk_table, clip_context, split_tables
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    ctx = clip_context(data_cfg)
+    tables = [t for s in (("train", "val", "test") if split == "all" else (split,))
+              for t in split_tables(data_cfg, s, seed)]
+    parts, info = [], []
+    for t in tables:
+        if t.num_rows == 0:
+            continue
+        lengths = t.column("num_frames").to_numpy().astype(np.int64)
+        lay = chunk_layout(lengths, data_cfg.chunk_frames, ctx)
+        parts.append(chunk_table(t, data_cfg.chunk_frames, ctx))
+        subj, act, cam = (t.column(c).to_pylist() for c in ("subject", "action", "camera"))
+        for row, start in zip(lay["row"], lay["start"]):
+            info.append({"key": (subj[row], act[row], cam[row], id(t), int(row)), "start": int(start),
+                         "num_frames": int(lengths[row])})
+    if not parts:
+        raise ValueError(f"split {split!r} of {[s.path or s.name for s in data_cfg.sources]} has no sequences")
+    return {k: np.concatenate([p[k] for p in parts]) for k in CHUNK_COLUMNS}, info
+
+
+# --------------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict_split(model: torch.nn.Module, data_cfg: DataConfig, split: str, flip: bool,
+                  device: str = "cpu", max_clips: int = 1024) -> list[SequencePredictions]:
+    """Centre-frame predictions for every owned, valid frame of every view of ``split``."""
+    from raypose.data.clips import eval_clips
+    from raypose.data.pipeline import torch_dtypes
+    from raypose.train.loop import _select, owned_clips, predict_centre
+
+    chunks, info = split_chunks(data_cfg, split)
+    seqs: dict[tuple, SequencePredictions] = {}
+    for c in info:
+        if c["key"] not in seqs:
+            t = c["num_frames"]
+            seqs[c["key"]] = SequencePredictions(c["key"][0], c["key"][1], str(c["key"][2]),
+                                                 np.zeros((t, 17, 3), np.float32), np.zeros((t, 17, 3), np.float32),
+                                                 np.zeros(t, bool))
+    dtypes = torch_dtypes()
+    model = model.to(device).eval()
+    n = chunks["length"].shape[0]
+    for lo in range(0, n, data_cfg.batch_size):
+        batch = {k: torch.as_tensor(v[lo:lo + data_cfg.batch_size]).to(device=device, dtype=dtypes[k])
+                 for k, v in chunks.items()}
+        for clips in eval_clips(batch, data_cfg, max_clips):
+            keep = owned_clips(clips, batch)
+            centre_valid = clips.valid[:, clips.centre_index]
+            clips = _select(clips, keep & centre_valid)
+            if clips.num_clips == 0:
+                continue
+            pred = predict_centre(model, clips, flip).cpu().numpy()
+            target = clips.centre.cpu().numpy()
+            for i, (ci, fi) in enumerate(zip(clips.chunk_index.tolist(), clips.frame_index.tolist())):
+                meta = info[lo + ci]
+                s = seqs[meta["key"]]
+                frame = meta["start"] + fi
+                s.pred[frame], s.target[frame], s.filled[frame] = pred[i], target[i], True
+    return [s for s in seqs.values() if s.filled.any()]
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------
+
+def _runs(filled: np.ndarray) -> list[slice]:
+    """Maximal runs of consecutive predicted frames (velocity needs true neighbours)."""
+    out, start = [], None
+    for i, f in enumerate(np.append(filled, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append(slice(start, i))
+            start = None
+    return out
+
+
+def score(seqs: list[SequencePredictions]) -> dict[str, Any]:
+    """Frame-weighted metrics over every predicted frame, and the per-action table (mm)."""
+    if not seqs:
+        raise ValueError("nothing was predicted: no valid frames with 3D ground truth")
+    pred = np.concatenate([s.pred[s.filled] for s in seqs]).astype(np.float64) * MM
+    target = np.concatenate([s.target[s.filled] for s in seqs]).astype(np.float64) * MM
+    e1 = metrics.mpjpe(pred, target, reduce=False)
+    e2 = metrics.p_mpjpe(pred, target, reduce=False)
+    en = metrics.n_mpjpe(pred, target, reduce=False)
+    vel = [metrics.mpjve(s.pred[r].astype(np.float64) * MM, s.target[r].astype(np.float64) * MM, reduce=False)
+           for s in seqs for r in _runs(s.filled) if r.stop - r.start >= 2]
+    actions = np.concatenate([[s.action] * int(s.filled.sum()) for s in seqs])
+    by_action = {a: e1[actions == a] for a in sorted(set(actions.tolist()))}
+    by_action_p = {a: e2[actions == a] for a in by_action}
+    table1 = metrics.per_action_errors(by_action)
+    table2 = metrics.per_action_errors(by_action_p)
+    return {
+        "frames": int(e1.shape[0]), "sequences": len(seqs),
+        "mpjpe": float(e1.mean()), "p_mpjpe": float(e2.mean()), "n_mpjpe": float(en.mean()),
+        "mpjve": float(np.concatenate(vel).mean()) if vel else float("nan"),
+        "pck": float(metrics.pck(pred, target)), "auc": float(metrics.auc(pred, target)),
+        "mpjpe_action_mean": metrics.per_action_mean(by_action),
+        "per_action": {a: {"mpjpe": table1[a], "p_mpjpe": table2[a], "frames": int(by_action[a].shape[0])}
+                       for a in by_action},
+    }
+
+
+def evaluate(checkpoint: str, split: Optional[str] = None, data_path: Optional[str] = None,
+             flip: Optional[bool] = None, device: str = "cpu", s3_endpoint: str = "",
+             batch_size: int = 8, max_clips: int = 1024) -> EvalResult:
+    """Evaluate a fine-tuned checkpoint (path or s3:// URI).
+
+    ``split`` defaults to 'test' on the checkpoint's data and to 'all' for ``data_path`` (a
+    user's own mocap); ``flip`` defaults to the checkpoint's ``train.flip_test``.
+    """
+    from raypose.train.checkpoint import load_model
+
+    torch.manual_seed(0)
+    model, cfg = load_model(checkpoint, s3_endpoint, stage="finetune")
+    split = split or ("all" if data_path else "test")
+    flip = cfg.train.flip_test if flip is None else bool(flip)
+    data_cfg = data_config_for(cfg, data_path, batch_size)
+    seqs = predict_split(model, data_cfg, split, flip, device, max_clips)
+    return EvalResult(checkpoint=str(checkpoint), split=split, flip=flip, model=cfg.model.name,
+                      num_frames=cfg.data.num_frames, **score(seqs))
+
+
+def format_table(result: EvalResult) -> str:
+    """A printable summary: headline metrics, then MPJPE / P-MPJPE per action."""
+    lines = [f"checkpoint {result.checkpoint}",
+             f"model {result.model} ({result.num_frames} frames), split {result.split}, "
+             f"flip {'on' if result.flip else 'off'}, {result.frames} frames in {result.sequences} sequences",
+             f"MPJPE {result.mpjpe:.1f} mm | P-MPJPE {result.p_mpjpe:.1f} mm | N-MPJPE {result.n_mpjpe:.1f} mm"
+             f" | MPJVE {result.mpjve:.2f} mm | PCK {result.pck:.1f} % | AUC {result.auc:.1f} %"
+             f" | per-action mean MPJPE {result.mpjpe_action_mean:.1f} mm",
+             "", f"{'action':<24}{'frames':>8}{'MPJPE':>10}{'P-MPJPE':>10}"]
+    for action, row in result.per_action.items():
+        lines.append(f"{action:<24}{row['frames']:>8}{row['mpjpe']:>10.1f}{row['p_mpjpe']:>10.1f}")
+    return "\n".join(lines)
+
+
+def write_json(result: EvalResult, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1))

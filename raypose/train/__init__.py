@@ -1,0 +1,10 @@
+"""Distributed training on Ray Train: strategies (DDP, DeepSpeed), the per-worker loop,
+checkpoints and the ``TorchTrainer`` assembly. The only package that imports ``ray.train``
+(lazily: importing this package does not import Ray).
+
+Entry points: :func:`raypose.train.run.pretrain`, :func:`raypose.train.run.finetune`,
+:func:`raypose.train.checkpoint.load_model`.
+"""
+from __future__ import annotations
+
+__all__ = ["checkpoint", "loop", "run", "strategy"]

@@ -1,0 +1,300 @@
+"""Checkpoints: what a run needs to resume exactly, and what evaluation needs to rebuild a model.
+
+A checkpoint directory holds
+
+- ``model.pt``        plain ``state_dict`` of the (unwrapped) model, fp32 — enough for
+                      :func:`load_model` (evaluation, inference, ``finetune --init``);
+- ``meta.pt``         step, epochs done, per-epoch history, stage, world size and the config as
+                      JSON text;
+- ``config.json``     the same config, for people;
+- ``rng_rank{r}.pt``  every rank's torch / numpy / python RNG state and its data generator;
+- ``train_state.pt``  DDP: optimizer, scheduler and counters (rank 0), or
+- ``deepspeed/``      DeepSpeed: the engine's own checkpoint, one ZeRO shard per rank.
+
+Every file is written with ``torch.save`` to a temporary name and ``os.replace``-d; a rank's
+directory is assembled under a temporary name and renamed when complete, then handed to
+``ray.train.report``, which merges the ranks' directories into one. Only tensors and
+primitive containers are stored, so everything loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from raypose import config as config_mod
+from raypose.config import Config
+
+MODEL_FILE = "model.pt"
+META_FILE = "meta.pt"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+def rng_file(rank: int) -> str:
+    return f"rng_rank{rank}.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def safe_load(path: str | Path, device: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and primitive containers only."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state as tensors
+# --------------------------------------------------------------------------------------------
+
+def rng_state(generator: Optional[torch.Generator] = None) -> dict[str, Any]:
+    """This process's RNG states in a ``weights_only``-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: Optional[torch.Generator] = None) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"].cpu())
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """Where a run is: optimizer steps taken, epochs completed, and one record per epoch."""
+
+    step: int = 0
+    epoch: int = 0                    # epochs completed = the next epoch to run
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "history": list(self.history), "best": self.best}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Progress":
+        return cls(int(d.get("step", 0)), int(d.get("epoch", 0)), list(d.get("history", [])),
+                   float(d.get("best", float("inf"))))
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+def _float_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors, floating ones as fp32 (bf16 engines), on the CPU."""
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu()
+            for k, v in model.state_dict().items()}
+
+
+def write_checkpoint(directory: str | Path, strategy: Any, progress: Progress, cfg: Config,
+                     stage: str, generator: Optional[torch.Generator] = None) -> Path:
+    """Write this rank's part of a checkpoint into ``directory`` (atomically) and return it.
+
+    Collective for DeepSpeed (every rank must call it). ``directory`` must be private to this
+    rank (Ray merges the ranks' directories when they are reported).
+    """
+    final = Path(directory)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    strategy.save(tmp)
+    rank = strategy.info.rank
+    atomic_torch_save(rng_state(generator), tmp / rng_file(rank))
+    if rank == 0:
+        text = json.dumps(cfg.to_dict(), indent=1)
+        atomic_torch_save(_float_state(strategy.unwrapped()), tmp / MODEL_FILE)
+        atomic_torch_save({"format": FORMAT_VERSION, "stage": stage, "progress": progress.to_dict(),
+                           "world_size": strategy.info.world_size, "strategy": cfg.train.strategy,
+                           "config_json": text}, tmp / META_FILE)
+        atomic_write_text(text, tmp / CONFIG_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+def _known_keys(values: dict[str, Any], cls: type = Config, where: str = "") -> tuple[dict[str, Any], list[str]]:
+    """``values`` without keys this version's config dataclasses lack (and which they were)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out, dropped = {}, []
+    for k, v in values.items():
+        if k not in hints:
+            dropped.append(f"{where}{k}")
+        elif isinstance(v, dict) and dataclasses.is_dataclass(hints[k]):
+            out[k], more = _known_keys(v, hints[k], f"{where}{k}.")
+            dropped += more
+        else:
+            out[k] = v
+    return out, dropped
+
+
+def config_from_json(text: str) -> Config:
+    """The checkpoint's config; keys a newer/older raypose no longer knows are dropped, loudly."""
+    values = json.loads(text)
+    try:
+        return config_mod.from_dict(values)
+    except Exception:
+        kept, dropped = _known_keys(values)
+        if not dropped:
+            raise
+        import warnings
+
+        warnings.warn(f"checkpoint config keys unknown to this raypose were ignored: {dropped}")
+        return config_mod.from_dict(kept)
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    meta = safe_load(Path(directory) / META_FILE)
+    meta["config"] = config_from_json(meta["config_json"])
+    meta["progress"] = Progress.from_dict(meta["progress"])
+    return meta
+
+
+def restore(directory: str | Path, strategy: Any, generator: Optional[torch.Generator] = None
+            ) -> Progress:
+    """Load model, optimizer, scheduler and this rank's RNG state; return the saved progress.
+
+    At another world size the RNG state of rank ``rank % saved_world_size`` is used (DDP);
+    DeepSpeed's ZeRO optimizer state cannot be re-sharded, so a DeepSpeed run must resume at
+    the world size it was saved with.
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    strategy.load(directory)
+    rank = strategy.info.rank
+    path = directory / rng_file(rank)
+    if not path.exists():
+        path = directory / rng_file(rank % max(1, int(meta.get("world_size", 1))))
+    if path.exists():
+        set_rng_state(safe_load(path), generator)
+    return meta["progress"]
+
+
+def _local_copy(uri: str, s3_endpoint: str = "") -> tuple[Path, Optional[tempfile.TemporaryDirectory]]:
+    """A local directory holding the checkpoint at ``uri`` (downloaded for s3://)."""
+    if uri.startswith("s3://"):
+        import pyarrow.fs as pafs
+
+        endpoint = s3_endpoint or os.environ.get("RAYPOSE_S3_ENDPOINT", "") or os.environ.get("AWS_ENDPOINT_URL", "")
+        fs = pafs.S3FileSystem(endpoint_override=endpoint or None)
+        tmp = tempfile.TemporaryDirectory(prefix="raypose-ckpt-")
+        pafs.copy_files(uri[len("s3://"):].rstrip("/"), tmp.name, source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        return Path(tmp.name), tmp
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return Path(uri), None
+
+
+def load_state(path_or_uri: str, s3_endpoint: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model state_dict, meta) of a checkpoint directory, local or s3://."""
+    local, tmp = _local_copy(str(path_or_uri), s3_endpoint)
+    try:
+        if not (local / MODEL_FILE).is_file():
+            from raypose.errors import RayposeDataError
+
+            raise RayposeDataError(str(path_or_uri), f"not a raypose checkpoint (no {MODEL_FILE})")
+        return safe_load(local / MODEL_FILE), read_meta(local)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def load_model(path_or_uri: str, s3_endpoint: str = "", stage: Optional[str] = None
+               ) -> tuple[nn.Module, Config]:
+    """Rebuild the model saved at ``path_or_uri`` (a checkpoint dir, local or s3://), eval mode.
+
+    ``stage`` defaults to the stage the checkpoint was trained in.
+    """
+    from raypose.models import build_from_config
+
+    state, meta = load_state(path_or_uri, s3_endpoint)
+    cfg = meta["config"]
+    model = build_from_config(cfg, stage or meta["stage"])
+    model.load_state_dict(state)
+    return model.eval(), cfg
+
+
+def load_encoder(path_or_uri: str, s3_endpoint: str = "") -> dict[str, torch.Tensor]:
+    """The encoder tensors of a (pretraining) checkpoint, for a lifting model's ``load_pretrained``."""
+    model, _ = load_model(path_or_uri, s3_endpoint)
+    if hasattr(model, "encoder_state_dict"):
+        return model.encoder_state_dict()
+    return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+
+
+def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None) -> Optional[str]:
+    """The newest raypose checkpoint directory under a local storage root (default
+    ``~/ray_results``, Ray's), optionally of one ``stage``; None when there is none."""
+    root = Path(os.path.expanduser(storage_path or "~/ray_results"))
+    if storage_path.startswith("s3://") or not root.is_dir():
+        return None
+    found = []
+    for meta in root.glob("*/checkpoint_*/" + META_FILE):
+        try:
+            if stage is None or safe_load(meta).get("stage") == stage:
+                found.append((meta.stat().st_mtime, str(meta.parent)))
+        except Exception:  # a foreign or half-deleted directory
+            continue
+    return max(found)[1] if found else None

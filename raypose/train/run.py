@@ -1,0 +1,143 @@
+"""Assemble and run a ``TorchTrainer`` for one stage; return where its checkpoint lives.
+
+``pretrain(cfg)`` and ``finetune(cfg)`` differ only in the stage written into the config the
+workers receive. Resuming is re-running with the same ``train.run_name`` and
+``train.storage_path``: Ray Train hands the workers the run's latest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+from raypose.config import Config
+from raypose.train.loop import metric_name, train_loop_per_worker
+
+S3_PREFIX = "s3://"
+
+
+def ensure_ray(num_cpus: Optional[int] = None) -> None:
+    """Connect to the cluster in RAY_ADDRESS (e.g. under ``ray job submit``) or start one locally."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address="auto")
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+def storage(cfg: Config) -> tuple[Optional[str], Any, str]:
+    """(storage_path for RunConfig, filesystem or None, URI prefix for reporting paths).
+
+    ``s3://bucket/prefix`` becomes ``bucket/prefix`` on a pyarrow S3FileSystem (with the
+    endpoint override for local S3 servers) — Ray 2.60 wants no scheme with an explicit
+    filesystem. '' keeps Ray's default (``~/ray_results``).
+    """
+    path = cfg.train.storage_path
+    if not path:
+        return None, None, ""
+    if path.startswith(S3_PREFIX):
+        import pyarrow.fs as pafs
+
+        endpoint = cfg.train.s3_endpoint or cfg.data.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+        fs = pafs.S3FileSystem(endpoint_override=endpoint or None)
+        return path[len(S3_PREFIX):].rstrip("/"), fs, S3_PREFIX
+    return os.path.abspath(os.path.expanduser(path)), None, ""
+
+
+def run_name(cfg: Config, stage: str) -> str:
+    return cfg.train.run_name or f"{stage}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def scaling_config(cfg: Config):
+    from ray.train import ScalingConfig
+
+    resources: dict[str, float] = {"CPU": float(cfg.train.cpus_per_worker)}
+    if cfg.train.use_gpu:
+        resources["GPU"] = 1.0
+    return ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                         resources_per_worker=resources)
+
+
+def run_config(cfg: Config, stage: str, callbacks: Optional[list[Any]] = None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    path, fs, _ = storage(cfg)
+    return RunConfig(
+        name=run_name(cfg, stage), storage_path=path, storage_filesystem=fs,
+        failure_config=FailureConfig(max_failures=cfg.train.max_failures), callbacks=callbacks,
+        checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints,
+                                           checkpoint_score_attribute=metric_name(stage),
+                                           checkpoint_score_order="min"))
+
+
+def datasets(cfg: Config) -> dict[str, Any]:
+    """Train and val Ray Datasets (the test split never reaches training)."""
+    from raypose.data.pipeline import build_datasets
+
+    all_splits = build_datasets(cfg.data, seed=cfg.train.seed)
+    out = {"train": all_splits["train"], "val": all_splits["val"]}
+    out["val"].context.execution_options.preserve_order = True  # the capped val subset is stable
+    if not os.environ.get("RAYPOSE_DATA_PROGRESS_BARS"):
+        for ds in out.values():  # the per-epoch lines are the progress display
+            ds.context.enable_progress_bars = False
+    return out
+
+
+def stage_config(cfg: Config, stage: str) -> Config:
+    """``cfg`` with ``train.stage`` set and that stage's ``train.stage_overrides`` applied."""
+    return cfg.with_overrides({"train.stage": stage, **cfg.train.stage_overrides.get(stage, {})})
+
+
+def make_trainer(cfg: Config, stage: str, callbacks: Optional[list[Any]] = None):
+    """The ``TorchTrainer`` for ``stage``: only 'train' is split across workers.
+
+    ``callbacks`` go to ``RunConfig.callbacks`` (e.g. Tune's ``TuneReportCallback``).
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    staged = stage_config(cfg, stage)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=staged.to_dict(),
+        scaling_config=scaling_config(staged),
+        run_config=run_config(staged, stage, callbacks),
+        datasets=datasets(staged),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+
+
+def checkpoint_uri(result: Any, stage: str, cfg: Config) -> str:
+    """Path/URI of the best checkpoint by the stage's validation metric, else the last one."""
+    best = None
+    try:
+        best = result.get_best_checkpoint(metric_name(stage), "min")
+    except Exception:  # no scored checkpoint (e.g. NaN metric)
+        best = None
+    chosen = best or result.checkpoint
+    if chosen is None:
+        raise RuntimeError(f"{stage} run produced no checkpoint")
+    _, _, prefix = storage(cfg)
+    return prefix + chosen.path
+
+
+def fit(cfg: Config, stage: str) -> tuple[str, Any]:
+    """Run one stage to the end; (checkpoint path/URI, Ray Train Result)."""
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"stage must be pretrain or finetune, got {stage!r}")
+    ensure_ray()
+    result = make_trainer(cfg, stage).fit()
+    return checkpoint_uri(result, stage, stage_config(cfg, stage)), result
+
+
+def pretrain(cfg: Config) -> str:
+    """Masked pose pretraining; returns the checkpoint path/URI."""
+    return fit(cfg, "pretrain")[0]
+
+
+def finetune(cfg: Config) -> str:
+    """Lifting fine-tuning (from ``train.init`` when set); returns the best checkpoint path/URI."""
+    return fit(cfg, "finetune")[0]

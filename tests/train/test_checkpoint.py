@@ -1,0 +1,88 @@
+"""Checkpoints: atomic, weights_only-loadable, exact resume of model/optimizer/scheduler/RNG."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from raypose.train import checkpoint as ck
+from raypose.train import loop
+
+from ._helpers import run_local, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A worker after 2 epochs of fine-tuning, and its checkpoint."""
+    cfg = tiny_config("train.epochs=2")
+    worker = run_local(cfg, "finetune")
+    path = ck.write_checkpoint(tmp_path_factory.mktemp("ck") / "c", worker.strategy, worker.progress,
+                               worker.cfg, "finetune", worker.generator)
+    return worker, path
+
+
+def test_files_load_with_weights_only_and_nothing_temporary_is_left(trained):
+    _, path = trained
+    names = sorted(p.name for p in path.iterdir())
+    assert names == ["config.json", "meta.pt", "model.pt", "rng_rank0.pt", "train_state.pt"]
+    for name in names:
+        if name.endswith(".pt"):
+            torch.load(path / name, weights_only=True)
+    assert not list(path.parent.glob("*.tmp")) and not list(path.glob(".*"))
+
+
+def test_restore_brings_back_everything(trained):
+    worker, path = trained
+    expected_rng = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),
+                    worker.generator.get_state())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    fresh = loop.setup_worker(worker.cfg)
+    assert not torch.equal(fresh.generator.get_state(), expected_rng[3])
+    progress = ck.restore(path, fresh.strategy, fresh.generator)
+    assert progress.step == worker.progress.step == 4 and progress.epoch == 2
+    assert [h["epoch"] for h in progress.history] == [0, 1]
+    for a, b in zip(worker.strategy.unwrapped().state_dict().values(),
+                    fresh.strategy.unwrapped().state_dict().values()):
+        torch.testing.assert_close(a, b)
+    sa, sb = worker.strategy.optimizer.state_dict(), fresh.strategy.optimizer.state_dict()
+    for k in sa["state"]:
+        torch.testing.assert_close(sa["state"][k]["exp_avg"], sb["state"][k]["exp_avg"])
+    assert fresh.strategy.lr() == pytest.approx(worker.strategy.lr())
+    assert fresh.strategy.scheduler.last_epoch == worker.strategy.scheduler.last_epoch == 2
+    assert torch.equal(torch.get_rng_state(), expected_rng[0])
+    assert np.array_equal(np.random.get_state()[1], expected_rng[1])
+    assert random.getstate() == expected_rng[2]
+    assert torch.equal(fresh.generator.get_state(), expected_rng[3])
+
+
+def test_load_model_rebuilds_the_same_network(trained):
+    worker, path = trained
+    model, cfg = ck.load_model(str(path))
+    x = torch.randn(3, cfg.data.num_frames, 17, 2, generator=torch.Generator().manual_seed(0))
+    ref = worker.strategy.unwrapped().eval()
+    torch.testing.assert_close(model(x)["centre"], ref(x)["centre"])
+    assert cfg.train.stage == "finetune" and cfg.model.name == "pstmo_s"
+
+
+def test_load_model_from_s3(trained, s3_server):
+    worker, path = trained
+    fs = pafs.S3FileSystem(endpoint_override=s3_server.endpoint, allow_bucket_creation=True)
+    fs.create_dir("ckpts")
+    pafs.copy_files(str(path), "ckpts/run/c", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    model, _ = ck.load_model("s3://ckpts/run/c", s3_endpoint=s3_server.endpoint)
+    local, _ = ck.load_model(str(path))
+    for a, b in zip(model.state_dict().values(), local.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_latest_checkpoint_by_stage(trained, tmp_path):
+    worker, _ = trained
+    first = ck.write_checkpoint(tmp_path / "run1" / "checkpoint_a", worker.strategy, worker.progress,
+                                worker.cfg, "finetune")
+    ck.write_checkpoint(tmp_path / "run2" / "checkpoint_b", worker.strategy, worker.progress,
+                        worker.cfg, "pretrain")
+    assert ck.latest_checkpoint(str(tmp_path), "finetune") == str(first)
+    assert ck.latest_checkpoint(str(tmp_path / "nothing"), "finetune") is None

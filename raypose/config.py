@@ -82,10 +82,10 @@ class DataConfig:
     #: Resample every sequence to this frame rate (0 keeps the source rate).
     target_fps: float = 50.0
     #: Shape of the long chunks shipped to the device (frames); clips are cut on the device.
-    chunk_frames: int = 1024
-    batch_size: int = 32
+    chunk_frames: int = 256
+    batch_size: int = 8
     #: Clips drawn from every batch of sequences (random centres) per step.
-    clips_per_sequence: int = 4
+    clips_per_sequence: int = 16
     flip_augment: bool = True
     noise_std: float = 0.0
     image_width: int = 1000
@@ -200,7 +200,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     stage: Literal["pretrain", "finetune"] = "finetune"
-    epochs: int = 2
+    epochs: int = 3
     #: Optimizer steps per epoch (0 = one pass over the training sequences).
     steps_per_epoch: int = 0
     strategy: Literal["ddp", "deepspeed"] = "ddp"
@@ -230,7 +230,8 @@ class TrainConfig:
     fail_at_epoch: int = -1
     #: Per-stage settings applied on top of this config when that stage runs, e.g.
     #: ``{pretrain: {optim.lr: 1.0e-4, train.epochs: 80}}`` (one YAML file for both stages).
-    stage_overrides: dict[str, Any] = field(default_factory=dict)
+    stage_overrides: dict[str, Any] = field(
+        default_factory=lambda: {"pretrain": {"optim.lr": 1e-4}, "finetune": {"optim.lr": 7e-4}})
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")

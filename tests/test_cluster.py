@@ -69,16 +69,16 @@ def _alive_nodes(address: str, env: dict) -> int:
     return int(found[-1][6:]) if found else -1
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_autoscaler_adds_nodes_for_a_training_run_and_removes_them_when_idle(tmp_path):
+@pytest.fixture(scope="module")
+def fake_cluster(tmp_path_factory):
+    """A head node on the fake_multinode provider, with the one always-on data node up."""
+    tmp = tmp_path_factory.mktemp("fake_cluster")
     port = free_port()
     address = f"127.0.0.1:{port}"
     cfg = yaml.safe_load(LOCAL_YAML.read_text())
     cfg["provider"]["gcs_address"] = address
-    cfg_path = tmp_path / "autoscale.yaml"
+    cfg_path = tmp / "autoscale.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-
     env = dict(os.environ, RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
                RAY_AUTH_MODE="disabled", RAY_ADDRESS=address, PYTHONPATH=str(REPO))
     temp_dir = Path(os.environ["RAY_TMPDIR"]) / f"fake{port}"
@@ -89,44 +89,112 @@ def test_autoscaler_adds_nodes_for_a_training_run_and_removes_them_when_idle(tmp
         env=env, capture_output=True, text=True, timeout=120)
     assert head.returncode == 0, head.stderr[-2000:]
     try:
-        # Before the run: the head and the one always-on data node (cpu_worker min_workers=1).
-        deadline = time.time() + 90
-        while _alive_nodes(address, env) < 2 and time.time() < deadline:
-            time.sleep(2)
-        assert _alive_nodes(address, env) == 2, "head + data node should be up before the run"
-        log_path = tmp_path / "run.log"
-        log = log_path.open("w")
-        run = subprocess.Popen(
-            [sys.executable, str(REPO / "jobs" / "finetune.py"), "--config",
-             str(REPO / "configs" / "pstmo_s_smoke.yaml"),
-             "--set", "train.num_workers=3", "--set", "train.cpus_per_worker=1",
-             "--set", "train.epochs=1", "--set", f"train.storage_path={tmp_path / 'runs'}",
-             "--set", "train.run_name=autoscale"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        peak = 1
-        deadline = time.time() + 420
-        while run.poll() is None and time.time() < deadline:
-            peak = max(peak, _alive_nodes(address, env))
-            time.sleep(2)
-        if run.poll() is None:
-            run.kill()
-        run.wait(timeout=60)
-        log.close()
-        out = log_path.read_text()
-        print(out[-3000:])
-        assert run.returncode == 0, out[-4000:]
-        assert out.strip().splitlines()[-1].startswith("checkpoint: "), out[-2000:]
-        assert peak >= 5, f"the autoscaler should have added 3 training nodes, saw {peak} nodes"
-
-        # Idle nodes are removed after idle_timeout_minutes (6 s here).
-        deadline = time.time() + 120
-        alive = _alive_nodes(address, env)
-        while alive > 2 and time.time() < deadline:
-            time.sleep(3)
-            alive = _alive_nodes(address, env)
-        assert alive == 2, f"idle training nodes were not removed ({alive} alive)"
+        _wait_for_nodes(address, env, lambda n: n >= 2, 90)
+        yield address, env, temp_dir
     finally:
         _stop_cluster(temp_dir)
+
+
+def _wait_for_nodes(address: str, env: dict, ok, seconds: float) -> int:
+    deadline = time.time() + seconds
+    alive = _alive_nodes(address, env)
+    while not ok(alive) and time.time() < deadline:
+        time.sleep(2)
+        alive = _alive_nodes(address, env)
+    return alive
+
+
+def _finetune(env: dict, storage: Path, name: str, log_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "jobs" / "finetune.py"), "--config",
+         str(REPO / "configs" / "pstmo_s_smoke.yaml"),
+         "--set", "train.num_workers=3", "--set", "train.cpus_per_worker=1",
+         "--set", f"train.storage_path={storage}", "--set", f"train.run_name={name}", *extra],
+        env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(run: subprocess.Popen, log_path: Path, seconds: float) -> str:
+    try:
+        run.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.wait(timeout=60)
+    out = log_path.read_text()
+    assert run.returncode == 0, out[-4000:]
+    assert out.strip().splitlines()[-1].startswith("checkpoint: "), out[-2000:]
+    return out.strip().splitlines()[-1][len("checkpoint: "):]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_autoscaler_adds_nodes_for_a_training_run_and_removes_them_when_idle(fake_cluster, tmp_path):
+    address, env, _ = fake_cluster
+    assert _alive_nodes(address, env) == 2, "head + data node before the run, no training node"
+    log_path = tmp_path / "run.log"
+    run = _finetune(env, tmp_path / "runs", "autoscale", log_path, "--set", "train.epochs=1")
+    peak = 1
+    deadline = time.time() + 420
+    while run.poll() is None and time.time() < deadline:
+        peak = max(peak, _alive_nodes(address, env))
+        time.sleep(2)
+    _finish(run, log_path, 30)
+    assert peak >= 5, f"the autoscaler should have added 3 training nodes, saw {peak} nodes"
+    # Idle nodes go after idle_timeout_minutes (6 s here); the data node's min_workers=1 stays.
+    alive = _wait_for_nodes(address, env, lambda n: n <= 2, 120)
+    assert alive == 2, f"idle training nodes were not removed ({alive} alive)"
+
+
+def _node_hosting_a_training_worker(temp_dir: Path):
+    """The raylet of a fake node that runs a Ray Train worker (its children are the workers)."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if not ("raylet" in cmd and str(temp_dir) in cmd and "trainer_slot" in cmd):
+                continue
+            kids = p.children(recursive=True)
+            if any("RayTrainWorker" in " ".join(k.cmdline()) for k in kids):
+                return p, kids
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None, []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_losing_a_node_mid_run_resumes_from_the_last_checkpoint(fake_cluster, tmp_path):
+    """A training node dies after epoch 1's checkpoint: the autoscaler replaces it, Ray Train
+    restarts the worker group from that checkpoint, and no epoch is lost or repeated."""
+    from raypose.train.checkpoint import read_meta
+
+    address, env, temp_dir = fake_cluster
+    storage = tmp_path / "runs"
+    log_path = tmp_path / "run.log"
+    run = _finetune(env, storage, "nodeloss", log_path, "--set", "train.epochs=3",
+                    "--set", "train.max_failures=2")
+    deadline = time.time() + 300
+    while run.poll() is None and time.time() < deadline and not list(storage.glob("**/checkpoint_*")):
+        time.sleep(1)
+    assert run.poll() is None, log_path.read_text()[-3000:]
+    raylet, workers = None, []
+    while raylet is None and time.time() < deadline:
+        raylet, workers = _node_hosting_a_training_worker(temp_dir)
+        time.sleep(0.5)
+    assert raylet is not None, "no node hosts a training worker"
+    for proc in [raylet, *workers]:  # the node is gone: its raylet and every worker on it
+        proc.kill()
+    _finish(run, log_path, 480)
+    last = sorted(storage.glob("**/checkpoint_epoch*"))[-1]
+    history = read_meta(last)["progress"].history
+    assert [h["epoch"] for h in history] == [0, 1, 2], f"epochs lost or repeated: {history}"
+    steps = [h["step"] for h in history]
+    assert steps == sorted(steps) and len(set(steps)) == 3, steps
+    # A second worker group (other processes) finished the run after resuming.
+    out = log_path.read_text()
+    pids = {line.split("pid=")[1].split(")")[0] for line in out.splitlines()
+            if "[finetune] epoch" in line and "pid=" in line}
+    assert len(pids) >= 2, f"the run was not restarted on new workers: {sorted(pids)}"
 
 
 def _stop_cluster(temp_dir: Path) -> None:

@@ -215,13 +215,17 @@ def restore(directory: str | Path, strategy: Any, generator: Optional[torch.Gene
             ) -> Progress:
     """Load model, optimizer, scheduler and this rank's RNG state; return the saved progress.
 
-    At another world size the RNG state of rank ``rank % saved_world_size`` is used (DDP);
-    DeepSpeed's ZeRO optimizer state cannot be re-sharded, so a DeepSpeed run must resume at
-    the world size it was saved with.
+    At another world size the RNG state of rank ``rank % saved_world_size`` is used; DDP
+    optimizer state is whole on every rank, and DeepSpeed ZeRO-1/2 state, which cannot be
+    re-sharded, falls back to module weights with fresh optimizer moments (see
+    ``DeepSpeedStrategy.load``).
     """
     directory = Path(directory)
     meta = read_meta(directory)
-    strategy.load(directory)
+    if getattr(strategy, "engine", None) is not None:
+        strategy.load(directory, saved_world_size=int(meta.get("world_size", strategy.info.world_size)))
+    else:
+        strategy.load(directory)
     rank = strategy.info.rank
     path = directory / rng_file(rank)
     if not path.exists():

@@ -12,6 +12,7 @@ gloo group is created for DeepSpeed.
 from __future__ import annotations
 
 import contextlib
+import warnings
 import os
 import socket
 from dataclasses import dataclass
@@ -401,8 +402,22 @@ class DeepSpeedStrategy(_Base):
         self.engine.save_checkpoint(str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG,
                                     client_state={"raypose": self.state_dict()})
 
-    def load(self, directory: str | Path) -> None:
-        path, client = self.engine.load_checkpoint(str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG)
+    def load(self, directory: str | Path, saved_world_size: Optional[int] = None) -> None:
+        """Resume from ``save``'s files.
+
+        ZeRO-1/2 optimizer state is sharded per rank and cannot be re-sharded. When a run comes
+        back at another world size (a node lost for good, an elastic resize), the module weights,
+        scheduler and counters are restored and the optimizer moments start afresh — the choice
+        that keeps a long pretraining going; ZeRO-0 state is whole and reloads at any size.
+        """
+        changed = (saved_world_size is not None and saved_world_size != self.world_size
+                   and self.cfg.zero_stage >= 1)
+        if changed:
+            warnings.warn(f"resuming ZeRO-{self.cfg.zero_stage} state saved at world size "
+                          f"{saved_world_size} on {self.world_size} workers: loading module "
+                          "weights only, optimizer moments restart")
+        path, client = self.engine.load_checkpoint(
+            str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_module_only=changed)
         if path is None:
             raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint")
         # The scheduler's last lr must win over the one stored with the optimizer's groups.

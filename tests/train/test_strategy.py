@@ -135,3 +135,35 @@ def test_make_strategy_picks_by_config():
 def test_deepspeed_clips_only_when_asked():
     assert deepspeed_config(TrainConfig(strategy="deepspeed"), 8, 0.0, 1)["gradient_clipping"] == 0.0
     assert deepspeed_config(TrainConfig(strategy="deepspeed"), 8, 2.5, 1)["gradient_clipping"] == 2.5
+
+
+def test_deepspeed_resume_at_another_world_size_loads_module_weights_only(tmp_path):
+    """ZeRO shards cannot be re-sharded: weights, scheduler and counters come back, moments restart."""
+    x, y = _data(8)
+    cfg = TrainConfig(strategy="deepspeed", zero_stage=1)
+    ds = DeepSpeedStrategy(cfg, micro_batch=8)
+    model = _model()
+    ds.setup(model, torch.optim.Adam(model.parameters(), lr=0.01), None)
+    for _ in range(3):
+        ds.begin_micro_step(last=True)
+        ds.backward((ds.model(x) - y).pow(2).mean())
+        ds.step()
+    ds.save(tmp_path)
+
+    fresh = DeepSpeedStrategy(cfg, micro_batch=8)
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    fresh.setup(model, opt, None)
+    with pytest.warns(UserWarning, match="module weights only"):
+        fresh.load(tmp_path, saved_world_size=2)   # as if saved by a 2-worker run
+    assert fresh.optimizer_steps == 3
+    for a, b in zip(ds.unwrapped().parameters(), fresh.unwrapped().parameters()):
+        torch.testing.assert_close(a, b)
+    assert all(not opt.state.get(p) or float(opt.state[p]["exp_avg"].abs().sum()) == 0.0
+               for p in fresh.unwrapped().parameters())
+
+    same = DeepSpeedStrategy(cfg, micro_batch=8)
+    model = _model()
+    same.setup(model, torch.optim.Adam(model.parameters(), lr=0.01), None)
+    same.load(tmp_path, saved_world_size=1)       # same world size: full state, no warning
+    assert same.optimizer_steps == 3

@@ -232,12 +232,17 @@ def contact_sheet(poses: np.ndarray, path: str | Path, n: int = 8, cols: int = 4
             ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
             ax.view_init(elev=elev, azim=azim)
             draw_skeleton_3d(ax, poses[i], radius=radius, title=f"frame {int(label)}")
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out and write a figure, creating its folder."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     return path
 
 
@@ -269,13 +274,9 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path,
             ax.grid(alpha=0.3)
             if names:
                 ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
 def _fmt(v, floatfmt: str) -> str:
@@ -325,10 +326,6 @@ def plot_table(rows: Sequence[Mapping[str, object]], path: str | Path,
                 cell.set_text_props(weight="bold")
         if title:
             ax.set_title(title)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return path

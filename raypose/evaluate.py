@@ -108,15 +108,22 @@ def split_chunks(data_cfg: DataConfig, split: str, seed: int = 0) -> tuple[dict[
 # prediction
 # --------------------------------------------------------------------------------------------
 
-@torch.no_grad()
 def predict_split(model: torch.nn.Module, data_cfg: DataConfig, split: str, flip: bool,
                   device: str = "cpu", max_clips: int = 1024) -> list[SequencePredictions]:
     """Centre-frame predictions for every owned, valid frame of every view of ``split``."""
+    chunks, info = split_chunks(data_cfg, split)
+    return predict_chunks(model, chunks, info, data_cfg, flip, device, max_clips)
+
+
+@torch.no_grad()
+def predict_chunks(model: torch.nn.Module, chunks: dict[str, np.ndarray], info: list[dict[str, Any]],
+                   data_cfg: DataConfig, flip: bool, device: str = "cpu",
+                   max_clips: int = 1024) -> list[SequencePredictions]:
+    """:func:`predict_split` on chunks already read (and, e.g., perturbed by a robustness study)."""
     from raypose.data.clips import eval_clips
     from raypose.data.pipeline import torch_dtypes
     from raypose.train.loop import _select, owned_clips, predict_centre
 
-    chunks, info = split_chunks(data_cfg, split)
     seqs: dict[tuple, SequencePredictions] = {}
     for c in info:
         if c["key"] not in seqs:
@@ -227,3 +234,46 @@ def write_json(result: EvalResult, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.to_dict(), indent=1))
+
+
+# --------------------------------------------------------------------------------------------
+# real detections from calibrated cameras (Pose2Sim layout)
+# --------------------------------------------------------------------------------------------
+
+def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: int, stride: int = 1,
+                        flip: bool = True, batch_size: int = 256) -> list[dict[str, Any]]:
+    """Lift each camera's real 2D detections and score them against the multi-view 3D.
+
+    ``path`` is an npz in the layout of ``../shared/data/pose2sim_demo.npz``: ``keypoints_coco17``
+    (C, T, 17, 3) pixels + confidence, ``R`` (C, 3, 3) world→camera, ``t`` (C, 3) metres,
+    ``image_size`` (C, 2) w×h, ``positions_3d_h36m17`` (T, 17, 3) world metres. The reference is
+    triangulated, not marker ground truth, so the numbers bound rather than measure the error.
+    Returns one row per camera: MPJPE, P-MPJPE, N-MPJPE (mm) and the frame count.
+    """
+    from raypose.errors import RayposeDataError
+    from raypose.infer import lift_sequence
+    from raypose.data.detections import to_h36m
+
+    path = Path(path)
+    if not path.exists():
+        raise RayposeDataError(path, "file not found")
+    with np.load(path) as d:
+        need = ("keypoints_coco17", "R", "t", "image_size", "positions_3d_h36m17")
+        missing = [k for k in need if k not in d.files]
+        if missing:
+            raise RayposeDataError(path, f"missing arrays {missing} (expected {list(need)})")
+        kp, rot, trans, size, world = (np.asarray(d[k], np.float64) for k in need)
+    if kp.ndim != 4 or kp.shape[2:] != (17, 3) or world.shape != (kp.shape[1], 17, 3):
+        raise RayposeDataError(path, f"keypoints {kp.shape} / 3D {world.shape} do not match (C, T, 17, 3) / (T, 17, 3)")
+    rows = []
+    for cam in range(kp.shape[0]):
+        pose_2d = to_h36m(kp[cam], "coco17", path)
+        pred = lift_sequence(model, pose_2d, float(size[cam, 0]), float(size[cam, 1]), num_frames,
+                             batch_size=batch_size, flip=flip, stride=stride).astype(np.float64)
+        in_cam = world @ rot[cam].T + trans[cam]
+        target = in_cam - in_cam[:, :1]
+        ok = np.isfinite(target).all(axis=(1, 2))
+        p, t = pred[ok] * MM, target[ok] * MM
+        rows.append({"camera": cam, "frames": int(ok.sum()), "mpjpe": float(metrics.mpjpe(p, t)),
+                     "p_mpjpe": float(metrics.p_mpjpe(p, t)), "n_mpjpe": float(metrics.n_mpjpe(p, t))})
+    return rows

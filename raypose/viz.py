@@ -329,3 +329,26 @@ def plot_table(rows: Sequence[Mapping[str, object]], path: str | Path,
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_errorbars(series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+                   path: str | Path, xlabel: str, ylabel: str = "MPJPE (mm)", title: str = "") -> Path:
+    """Mean ± std over seeds against a swept setting, one line per method:
+    ``series[name] = (x values, means, stds)`` (e.g. error vs masking ratio, vs input noise)."""
+    if not series:
+        raise ValueError("no series")
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
+    try:
+        for name, (xs, means, stds) in series.items():
+            if not (len(xs) == len(means) == len(stds)):
+                raise ValueError(f"series {name!r}: x, mean and std lengths differ")
+            ax.errorbar(xs, means, yerr=stds, marker="o", ms=4, capsize=3, label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        if title:
+            ax.set_title(title)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -306,6 +306,93 @@ class MaskedDecoder(nn.Module):
         return self.transformer(full)
 
 
+# ----------------------------------------------------------------------------- keypoint→image attention
+# (Lifting by Image's query layers: keypoint tokens read — and, pose-guided, update — image tokens)
+
+def pose_guided_attention(q: torch.Tensor, k: torch.Tensor, v_image: torch.Tensor, v_joints: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dual attention of the pose-guided layer on (…, J, dh) / (…, HW, dh) heads.
+
+    Returns (keypoint update A·V_I (…, J, dh), image update Aᵀ·V_J (…, HW, dh), A (…, J, HW)).
+    A is softmax-normalised over image tokens first and only then transposed.
+    """
+    attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return attn @ v_image, attn.transpose(-1, -2) @ v_joints, attn
+
+
+def keypoint_attention(q: torch.Tensor, k: torch.Tensor, v_image: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain cross-attention keypoints → image; returns (A·V_I, A)."""
+    attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return attn @ v_image, attn
+
+
+class CrossAttention(nn.Module):
+    """Multi-head keypoints→image attention that returns its map; ``dual`` makes it the
+    pose-guided attention (image tokens updated by Aᵀ·V_J through their own projections)."""
+
+    def __init__(self, dim: int, heads: int, dual: bool = False):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads, self.dual = heads, dual
+        self.q, self.k, self.v_image = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj_joints = nn.Linear(dim, dim)
+        if dual:
+            self.v_joints, self.proj_image = nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, D) → (N, h, T, dh)
+        n, t, d = x.shape
+        return x.reshape(n, t, self.heads, d // self.heads).transpose(1, 2)
+
+    @staticmethod
+    def _merge(x: torch.Tensor) -> torch.Tensor:
+        n, h, t, dh = x.shape
+        return x.transpose(1, 2).reshape(n, t, h * dh)
+
+    def forward(self, joints: torch.Tensor, image: torch.Tensor
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        q, k, v_i = self._split(self.q(joints)), self._split(self.k(image)), self._split(self.v_image(image))
+        if self.dual:
+            upd_j, upd_i, attn = pose_guided_attention(q, k, v_i, self._split(self.v_joints(joints)))
+            return self.proj_joints(self._merge(upd_j)), self.proj_image(self._merge(upd_i)), attn
+        upd_j, attn = keypoint_attention(q, k, v_i)
+        return self.proj_joints(self._merge(upd_j)), None, attn
+
+
+class QueryLayer(nn.Module):
+    """Stage-1 layer: MSA over keypoints → (dual) MCA keypoints→image → FFN.
+
+    With ``pose_guided`` the image tokens are updated too (Aᵀ·V_J, then their own FFN);
+    with ``use_image=False`` the MCA is skipped (keypoint-only transformer layer).
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, pose_guided: bool, use_image: bool):
+        super().__init__()
+        self.norm_sa, self.sa = nn.LayerNorm(dim), SelfAttention(dim, heads, dropout)
+        self.use_image, self.pose_guided = use_image, pose_guided and use_image
+        if use_image:
+            self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.cross = CrossAttention(dim, heads, dual=self.pose_guided)
+        if self.pose_guided:
+            self.norm_image_ffn, self.image_ffn = nn.LayerNorm(dim), FeedForward(dim, ffn_dim, dropout)
+        self.norm_ffn, self.ffn = nn.LayerNorm(dim), FeedForward(dim, ffn_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, joints: torch.Tensor, image: Optional[torch.Tensor]
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        joints = joints + self.drop(self.sa(self.norm_sa(joints)))
+        attn = None
+        if self.use_image:
+            upd_j, upd_i, attn = self.cross(self.norm_q(joints), self.norm_kv(image))
+            joints = joints + self.drop(upd_j)
+            if upd_i is not None:
+                image = image + self.drop(upd_i)
+                image = image + self.drop(self.image_ffn(self.norm_image_ffn(image)))
+        joints = joints + self.drop(self.ffn(self.norm_ffn(joints)))
+        return joints, image, attn
+
+
 # ----------------------------------------------------------------------------- heads, fusion
 
 class PoseHead(nn.Module):

@@ -240,11 +240,17 @@ def maybe_fail(worker: Worker, epoch: int, steps_done: int) -> None:
     """Fault injection for tests (``train.fail_at_epoch``): the last rank dies once, mid-epoch.
 
     Only in an attempt that started before that epoch, so the restarted attempt (which resumes
-    at or after it) does not fail again.
+    at or after it) does not fail again. Ray Train V2 registers a reported checkpoint only when
+    its controller next polls the worker (every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``); a process
+    that dies a few milliseconds after ``report()`` can take the report with it, so the injected
+    fault first waits out a few polls — the fault being modelled is a crash *after* the last
+    checkpoint was committed.
     """
     at = worker.cfg.train.fail_at_epoch
     if (at >= 0 and epoch == at and steps_done == 1 and worker.start_epoch < at
             and worker.info.rank == worker.info.world_size - 1):
+        poll_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0"))
+        time.sleep(3 * poll_s + 0.5)
         print(f"[raypose] fault injection: rank {worker.info.rank} exits at epoch {epoch}", flush=True)
         os._exit(1)
 

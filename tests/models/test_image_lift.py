@@ -6,8 +6,8 @@ import torch
 
 from raypose.models import build
 from raypose.models.backbones import build_backbone, load_weights
-from raypose.models.image_lift import (background_attention_share, num_kept, pose_guided_attention,
-                                       select_tokens)
+from raypose.models.blocks import pose_guided_attention
+from raypose.models.image_lift import background_attention_share, num_kept, select_tokens
 
 SMALL = dict(dim=32, ffn_dim=64, heads=4, depth=1, dropout=0.0, backbone="resnet18_w8",
              image_height=64, image_width=48, patch_stride=8)

@@ -1,0 +1,235 @@
+"""Controlled accuracy studies: many small pretrain → fine-tune → evaluate runs, several seeds
+each, side by side on a local Ray (one CPU per run), and the statistics to tell a real
+difference from seed noise.
+
+A *row* is one YAML config (``configs/study/<name>.yaml``) plus whether it pretrains; a *trial*
+is one row at one seed. Each trial trains in-process (:mod:`raypose.train.local` — the same loop
+a Ray Train worker runs, without a Trainer per run) and is scored on
+
+- the test split of its own data, with Gaussian 2D noise σ (normalised screen units) added to
+  the input — the headline uses ``headline_noise``, a detector-like σ — and every σ of
+  ``noise_levels`` for the robustness curve;
+- the same test split with whole joints or body parts occluded (MPM's table 3 patterns);
+- real detector output from calibrated cameras (``../shared/data/pose2sim_demo.npz``): each
+  camera's OpenPose 2D lifted and compared with the triangulated 3D in that camera.
+
+The corrupted inputs are drawn from fixed seeds, so every model sees the same corruption.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from raypose import config
+
+#: Seed of the test-time corruptions (the same for every model and training seed).
+CORRUPTION_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting of the study: ``configs/study/<name>.yaml``; ``pretrain`` runs stage I first."""
+
+    name: str
+    label: str
+    pretrain: bool = True
+
+
+@dataclass
+class Budget:
+    """What every trial gets: the evaluation's corruptions and, when ``epochs`` /
+    ``steps_per_epoch`` are set (> 0), a schedule that replaces the configs' own (both stages
+    the same length, for reduced runs)."""
+
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    virtual_cameras: int = 4
+    headline_noise: float = 0.01
+    noise_levels: tuple[float, ...] = (0.0, 0.01, 0.03, 0.05)
+    occlusions: tuple[str, ...] = ("1 joint", "2 joints", "2 legs", "2 arms", "left side", "right side")
+
+    def overrides(self) -> dict[str, Any]:
+        """Config overrides that put a row on this budget."""
+        out: dict[str, Any] = {}
+        if self.epochs > 0:
+            out.update({"train.epochs": self.epochs, "train.stage_overrides": {}})
+        if self.steps_per_epoch > 0:
+            out["train.steps_per_epoch"] = self.steps_per_epoch
+        return out
+
+
+def trial_config(config_dir: Path, row: Row, seed: int, mocap: Path, budget: Budget) -> config.Config:
+    """The row's config on ``mocap`` (a VideoPose3D-layout npz), at ``seed``, on ``budget``."""
+    source = {"name": "mocap", "format": "mocap", "path": str(mocap), "weight": 1.0,
+              "virtual_cameras": budget.virtual_cameras}
+    return config.load(config_dir / f"{row.name}.yaml").with_overrides(
+        {**budget.overrides(), "data.sources": [source], "train.seed": seed})
+
+
+def _corruptions(budget: Budget) -> list[tuple[str, float, Optional[str]]]:
+    """(key, σ, occlusion) of every evaluation a robustness trial runs; the headline first."""
+    out = [(f"noise={budget.headline_noise:g}", budget.headline_noise, None)]
+    out += [(f"noise={s:g}", s, None) for s in budget.noise_levels if s != budget.headline_noise]
+    out += [(f"occlude={p}", budget.headline_noise, p) for p in budget.occlusions]
+    return out
+
+
+def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: bool,
+                   calibrated: Optional[Path]) -> dict[str, dict[str, float]]:
+    """Scores (mm) of a fine-tuned model under each corruption, and on real detections."""
+    from raypose import perturb
+    from raypose.evaluate import data_config_for, evaluate_calibrated, predict_chunks, score, split_chunks
+
+    data_cfg = data_config_for(cfg)
+    chunks, info = split_chunks(data_cfg, "test")
+    sequence_ids = np.array(["/".join(map(str, c["key"][:3])) for c in info])
+    results: dict[str, dict[str, float]] = {}
+    for key, sigma, pattern in _corruptions(budget)[: None if robustness else 1]:
+        seen = perturb.add_noise(chunks, sigma, seed=CORRUPTION_SEED)
+        if pattern is not None:
+            seen = perturb.occlude(seen, pattern, sequence_ids, seed=CORRUPTION_SEED)
+        s = score(predict_chunks(model, seen, info, data_cfg, cfg.train.flip_test))
+        results[key] = {k: s[k] for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}
+    if calibrated is not None:
+        rows = evaluate_calibrated(model, calibrated, cfg.data.num_frames, cfg.data.stride,
+                                   flip=cfg.train.flip_test)
+        frames = sum(r["frames"] for r in rows)
+        results["real_detections"] = {k: sum(r[k] * r["frames"] for r in rows) / frames
+                                      for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}
+    return results
+
+
+def run_trial(config_dir: str, row: Row, seed: int, mocap: str, budget: Budget, robustness: bool = False,
+              calibrated: Optional[str] = None, threads: int = 1) -> dict[str, Any]:
+    """Pretrain (if the row does) → fine-tune from its encoder → evaluate; one seed of one row."""
+    import torch
+
+    from raypose.evaluate import split_chunks
+    from raypose.train.local import fit_in_process
+    from raypose.train.run import stage_config
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    cfg = trial_config(Path(config_dir), row, seed, Path(mocap), budget)
+    train_chunks, _ = split_chunks(cfg.data, "train", seed)
+    with tempfile.TemporaryDirectory(prefix=f"study-{row.name}-{seed}-") as tmp:
+        history: list[dict[str, Any]] = []
+        if row.pretrain:
+            pre_dir = Path(tmp) / "pretrain"
+            _, history = fit_in_process(stage_config(cfg, "pretrain"), train_chunks, pre_dir)
+            cfg = cfg.with_overrides({"train.init": str(pre_dir)})
+        model, ft_history = fit_in_process(stage_config(cfg, "finetune"), train_chunks)
+    seconds_train = time.perf_counter() - t0
+    scores = evaluate_trial(model, cfg, budget, robustness, Path(calibrated) if calibrated else None)
+    return {"row": row.name, "seed": seed, "scores": scores,
+            "pretrain_loss": history[-1]["loss"] if history else None,
+            "finetune_loss": ft_history[-1]["loss"], "train_seconds": seconds_train,
+            "seconds": time.perf_counter() - t0}
+
+
+def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], mocap: Path, budget: Budget,
+              robust_rows: Sequence[str] = (), calibrated: Optional[Path] = None,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Every (row, seed) trial as a Ray task of one CPU on the running (or a new local) Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+    pending = {task.remote(str(config_dir), row, seed, str(mocap), budget, row.name in robust_rows,
+                           str(calibrated) if calibrated else None): (row.name, seed)
+               for row in rows for seed in seeds}
+    results, t0 = [], time.perf_counter()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        name, seed = pending.pop(done[0])
+        results.append(ray.get(done[0]))
+        if progress:
+            head = results[-1]["scores"][next(iter(results[-1]["scores"]))]["mpjpe"]
+            print(f"[study] {len(results)}/{len(results) + len(pending)} {name} seed {seed}: "
+                  f"MPJPE {head:.1f} mm ({results[-1]['seconds']:.0f}s, {time.perf_counter() - t0:.0f}s total)",
+                  flush=True)
+    return sorted(results, key=lambda r: ([x.name for x in rows].index(r["row"]), r["seed"]))
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Stat:
+    """Mean ± sample standard deviation over seeds."""
+
+    mean: float
+    std: float
+    n: int
+    values: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Stat":
+        v = [float(x) for x in values]
+        if not v:
+            return cls(float("nan"), float("nan"), 0, [])
+        std = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+        return cls(float(np.mean(v)), std, len(v), v)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.1f} ± {self.std:.1f}" if math.isfinite(self.std) else f"{self.mean:.1f}"
+
+
+def stat(results: Sequence[Mapping[str, Any]], row: str, key: str, metric: str = "mpjpe") -> Stat:
+    return Stat.of([r["scores"][key][metric] for r in results if r["row"] == row and key in r["scores"]])
+
+
+@dataclass
+class Difference:
+    """``a − b`` of two rows' means, its standard error, and whether it exceeds the noise."""
+
+    diff: float
+    se: float
+    verdict: str            # 'lower' | 'higher' | 'within noise'
+
+    def __str__(self) -> str:
+        return f"{self.diff:+.1f} ± {self.se:.1f} mm ({self.verdict})"
+
+
+def compare(a: Stat, b: Stat, z: float = 2.0) -> Difference:
+    """Welch-style: the difference is called only when it exceeds ``z`` standard errors."""
+    diff = a.mean - b.mean
+    se = math.sqrt((a.std ** 2 / a.n if a.n > 1 else 0.0) + (b.std ** 2 / b.n if b.n > 1 else 0.0))
+    if not (a.n > 1 and b.n > 1) or not math.isfinite(se):
+        return Difference(diff, float("nan"), "too few seeds")
+    if abs(diff) <= z * se:
+        return Difference(diff, se, "within noise")
+    return Difference(diff, se, "lower" if diff < 0 else "higher")
+
+
+def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key: str) -> list[dict[str, Any]]:
+    """One dict per row: label and mean ± std of MPJPE / P-MPJPE / N-MPJPE under ``key`` and on
+    real detections, plus the seed count and mean training time."""
+    out = []
+    for row in rows:
+        rs = [r for r in results if r["row"] == row.name]
+        if not rs:
+            continue
+        line: dict[str, Any] = {"row": row.name, "setting": row.label}
+        for metric, col in (("mpjpe", "MPJPE"), ("p_mpjpe", "P-MPJPE"), ("n_mpjpe", "N-MPJPE")):
+            line[col] = str(stat(results, row.name, key, metric))
+        if any("real_detections" in r["scores"] for r in rs):
+            line["real 2D MPJPE"] = str(stat(results, row.name, "real_detections"))
+            line["real 2D P-MPJPE"] = str(stat(results, row.name, "real_detections", "p_mpjpe"))
+        line["seeds"] = len(rs)
+        line["train s"] = f"{np.mean([r['train_seconds'] for r in rs]):.0f}"
+        out.append(line)
+    return out
+
+
+def as_dict(budget: Budget) -> dict[str, Any]:
+    return dataclasses.asdict(budget)

@@ -3,11 +3,15 @@
     python jobs/evaluate.py                                   # latest fine-tune checkpoint
     python jobs/evaluate.py --checkpoint <path or s3:// URI> --split test --out results.json
     python jobs/evaluate.py --checkpoint <ckpt> --data my_mocap.npz --no-flip
+    python jobs/evaluate.py --checkpoint <ckpt> --calibrated ../shared/data/pose2sim_demo.npz
 
 `--data` takes any VideoPose3D-layout 3D npz (positions_3d[subject][action] (T, 17, 3) metres)
 and projects it through virtual cameras; its split defaults to `all`. Without `--data` the
 checkpoint's own data settings are used, split `test`. Without `--checkpoint`, the newest
-fine-tuning checkpoint under train.storage_path (default ~/ray_results) is used. No Ray needed.
+fine-tuning checkpoint under train.storage_path (default ~/ray_results) is used. `--calibrated`
+instead lifts real 2D detections from calibrated cameras (the Pose2Sim layout: COCO-17 pixels per
+camera, R, t, image size, multi-view 3D) camera by camera and scores them against the 3D seen from
+each camera. No Ray needed.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = _common.parser(__doc__)
     p.add_argument("--checkpoint", default=None, help="checkpoint directory or s3:// URI")
     p.add_argument("--data", default=None, help="a VideoPose3D-layout 3D npz to evaluate on")
+    p.add_argument("--calibrated", default=None,
+                   help="an npz of real detections from calibrated cameras (pose2sim_demo.npz layout)")
     p.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
     p.add_argument("--no-flip", dest="flip", action="store_false", default=None,
                    help="no test-time flip averaging")
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = args.checkpoint or latest_checkpoint(cfg.train.storage_path, stage="finetune")
     if checkpoint is None:
         sys.exit("no --checkpoint given and no fine-tuning checkpoint found; run jobs/finetune.py first")
+    if args.calibrated:
+        return evaluate_cameras(checkpoint, args)
     result = evaluate(checkpoint, split=args.split, data_path=args.data, flip=args.flip,
                       device=args.device, s3_endpoint=args.s3_endpoint or cfg.train.s3_endpoint)
     print(format_table(result), flush=True)
@@ -42,6 +50,31 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(result, args.out)
         print(f"results: {args.out}")
     return result.to_dict()
+
+
+def evaluate_cameras(checkpoint: str, args) -> dict:
+    """``--calibrated``: one row per camera (MPJPE, P-MPJPE, N-MPJPE in mm) and the frame-weighted mean."""
+    import json
+    from pathlib import Path
+
+    from raypose.evaluate import evaluate_calibrated
+    from raypose.infer import load_checkpoint
+    from raypose.viz import format_table
+
+    model, num_frames, stride = load_checkpoint(checkpoint, device=args.device)
+    rows = evaluate_calibrated(model, args.calibrated, num_frames, stride,
+                               flip=True if args.flip is None else args.flip)
+    frames = sum(r["frames"] for r in rows)
+    mean = {"camera": "all", "frames": frames,
+            **{k: sum(r[k] * r["frames"] for r in rows) / frames for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}}
+    print(f"checkpoint {checkpoint}\n{args.calibrated}: real 2D per camera vs the multi-view 3D (mm)")
+    print(format_table([*rows, mean]), flush=True)
+    result = {"checkpoint": str(checkpoint), "calibrated": str(args.calibrated), "cameras": rows, **mean}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"results: {args.out}")
+    return result
 
 
 if __name__ == "__main__":

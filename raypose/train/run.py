@@ -6,6 +6,7 @@ workers receive. Resuming is re-running with the same ``train.run_name`` and
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Optional
@@ -111,12 +112,15 @@ def make_trainer(cfg: Config, stage: str, callbacks: Optional[list[Any]] = None)
 
 
 def checkpoint_uri(result: Any, stage: str, cfg: Config) -> str:
-    """Path/URI of the best checkpoint by the stage's validation metric, else the last one."""
-    best = None
-    try:
-        best = result.get_best_checkpoint(metric_name(stage), "min")
-    except Exception:  # no scored checkpoint (e.g. NaN metric)
-        best = None
+    """Path/URI of the best checkpoint by the stage's validation metric, else the last one.
+
+    Checkpoints whose metric is not finite (a run without validation subjects reports NaN) are
+    not ranked: NaN compares false both ways, so "the best" of them would be arbitrary.
+    """
+    metric = metric_name(stage)
+    scored = [(float(m[metric]), c) for c, m in (getattr(result, "best_checkpoints", None) or [])
+              if isinstance(m.get(metric), (int, float)) and math.isfinite(m[metric])]
+    best = min(scored, key=lambda x: x[0])[1] if scored else None
     chosen = best or result.checkpoint
     if chosen is None:
         raise RuntimeError(f"{stage} run produced no checkpoint")

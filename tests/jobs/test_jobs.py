@@ -105,3 +105,24 @@ def test_evaluate_job_on_a_users_mocap(shared_data, tmp_path):
         assert res[key] > 0
     assert {"climb_0", "walk"} <= set(res["per_action"])
     assert "MPJPE" in r.stdout and "P-MPJPE" in r.stdout
+
+
+def test_evaluate_job_on_real_calibrated_detections(shared_data, tmp_path):
+    """jobs/evaluate.py --calibrated: real OpenPose 2D of 4 calibrated cameras, lifted per camera,
+    scored against the triangulated 3D seen from each camera."""
+    from tests.train._helpers import run_local, tiny_config
+    from raypose.train import checkpoint as ck
+
+    worker = run_local(tiny_config("train.epochs=1"), "finetune")
+    ckpt = ck.write_checkpoint(tmp_path / "ck", worker.strategy, worker.progress, worker.cfg, "finetune")
+    out = tmp_path / "cams.json"
+    args = [sys.executable, "jobs/evaluate.py", "--checkpoint", str(ckpt), "--calibrated",
+            str(shared_data / "pose2sim_demo.npz"), "--out", str(out)]
+    r = subprocess.run(args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    res = json.loads(out.read_text())
+    assert [c["camera"] for c in res["cameras"]] == [0, 1, 2, 3]
+    assert all(c["frames"] == 100 for c in res["cameras"]) and res["frames"] == 400
+    assert res["mpjpe"] == pytest.approx(sum(c["mpjpe"] for c in res["cameras"]) / 4)
+    assert 0 < res["p_mpjpe"] <= res["mpjpe"]
+    assert "| all " in r.stdout

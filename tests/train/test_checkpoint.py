@@ -86,3 +86,26 @@ def test_latest_checkpoint_by_stage(trained, tmp_path):
                         worker.cfg, "pretrain")
     assert ck.latest_checkpoint(str(tmp_path), "finetune") == str(first)
     assert ck.latest_checkpoint(str(tmp_path / "nothing"), "finetune") is None
+
+
+def test_best_checkpoint_ignores_unscored_ones_and_falls_back_to_the_latest(tmp_path):
+    """A run without validation subjects reports NaN: its chosen checkpoint is the latest, and
+    NaN never wins the ranking over a finite score."""
+    from ray.train import Checkpoint, Result
+
+    from raypose.train.run import checkpoint_uri
+
+    cfg = tiny_config(f"train.storage_path={tmp_path}")
+    dirs = [tmp_path / f"checkpoint_epoch{i:04d}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    ck_ = [Checkpoint.from_directory(str(d)) for d in dirs]
+    nan = float("nan")
+
+    def result(scores):
+        return Result(metrics={}, checkpoint=ck_[-1], error=None, path=str(tmp_path), metrics_dataframe=None,
+                      best_checkpoints=[(c, {"val_mpjpe": s}) for c, s in zip(ck_, scores)])
+
+    assert checkpoint_uri(result([nan, nan, nan]), "finetune", cfg) == str(dirs[2])
+    assert checkpoint_uri(result([nan, 80.0, nan]), "finetune", cfg) == str(dirs[1])
+    assert checkpoint_uri(result([70.0, 80.0, nan]), "finetune", cfg) == str(dirs[0])

@@ -95,6 +95,9 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
     assert "pretrained − scratch" in text and "±" in text
     saved = json.loads((tmp_path / "results" / "study.json").read_text())
     assert len(saved["results"]) == len(results)
+    again = tmp_path / "again.md"
+    bench.main(["--from-json", str(tmp_path / "results" / "study.json"), "--out", str(again)])
+    assert again.read_text() == text.replace("(results/", "(again/").replace("`results/", "`again/")
     for png in ("error_vs_noise.png",):
         data = (tmp_path / "results" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

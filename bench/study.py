@@ -169,8 +169,9 @@ def report(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int], b
     lines = [
         "# Accuracy study on real motion",
         "",
-        f"Produced by `{command}` in {seconds / 60:.0f} min on {platform.machine()} "
-        f"({len(results)} trials: {len(rows)} rows × seeds {list(seeds)}); raw numbers in "
+        f"Produced by `{command}` in {seconds / 60:.0f} min of wall time on {platform.machine()}, 2 trials at a "
+        f"time ({len(results)} trials: {len(rows)} rows × seeds {list(seeds)}, "
+        f"{sum(r['seconds'] for r in results) / 60:.0f} CPU-min of trials in all); raw numbers in "
         f"`{out_dir.name}/study.json`. Regenerate it with the same command.",
         "",
         "**Setup.** Real mocap (../shared/data/mocap_h36m17.npz) seen by "
@@ -242,15 +243,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = [r for r in ROWS if r.name in args.rows]
     seeds = args.seeds if args.seeds else seeds
     page_path = Path(args.out) if args.out else (None if args.quick else REPO / "docs" / "results.md")
-    t0 = time.time()
-    results = study.run_study(CONFIGS, rows, seeds, Path(args.mocap), budget, robust,
-                              Path(args.calibrated) if args.calibrated else None)
-    seconds = time.time() - t0
-    command = "python bench/study.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     if page_path is None:
         import tempfile
         page_path = Path(tempfile.mkdtemp(prefix="raypose-study-")) / "results.md"
     assets = page_path.with_suffix("")
+    t0 = time.time()
+    results = study.run_study(CONFIGS, rows, seeds, Path(args.mocap), budget, robust,
+                              Path(args.calibrated) if args.calibrated else None,
+                              journal=assets / "trials.jsonl")
+    seconds = time.time() - t0
+    command = "python bench/study.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "study.json").write_text(json.dumps({"budget": study.as_dict(budget), "seeds": list(seeds),
                                                     "rows": [r.__dict__ for r in rows], "command": command,

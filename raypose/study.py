@@ -18,6 +18,7 @@ The corrupted inputs are drawn from fixed seeds, so every model sees the same co
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tempfile
 import time
@@ -136,27 +137,55 @@ def run_trial(config_dir: str, row: Row, seed: int, mocap: str, budget: Budget, 
 
 def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], mocap: Path, budget: Budget,
               robust_rows: Sequence[str] = (), calibrated: Optional[Path] = None,
-              progress: bool = True) -> list[dict[str, Any]]:
-    """Every (row, seed) trial as a Ray task of one CPU on the running (or a new local) Ray."""
+              journal: Optional[Path] = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Every (row, seed) trial as a Ray task of one CPU on the running (or a new local) Ray.
+
+    With ``journal`` (a JSON-lines file) each finished trial is appended as it ends and trials
+    already there (same row, seed and budget) are not run again, so an interrupted or partly
+    failed study resumes where it stopped. A failing trial does not stop the others; the failures
+    are raised together at the end.
+    """
     import ray
 
+    signature = as_dict(budget)
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if journal is not None and journal.exists():
+        for line in journal.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("budget") == json.loads(json.dumps(signature)):
+                done[(entry["row"], entry["seed"])] = entry
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
     pending = {task.remote(str(config_dir), row, seed, str(mocap), budget, row.name in robust_rows,
                            str(calibrated) if calibrated else None): (row.name, seed)
-               for row in rows for seed in seeds}
-    results, t0 = [], time.perf_counter()
+               for row in rows for seed in seeds if (row.name, seed) not in done}
+    results = [done[(r.name, s)] for r in rows for s in seeds if (r.name, s) in done]
+    failures: list[str] = []
+    total, t0 = len(results) + len(pending), time.perf_counter()
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        name, seed = pending.pop(done[0])
-        results.append(ray.get(done[0]))
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        name, seed = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as e:
+            failures.append(f"{name} seed {seed}: {str(e.cause) if e.cause else e}")
+            print(f"[study] {name} seed {seed} FAILED: {failures[-1]}", flush=True)
+            continue
+        results.append(result)
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with journal.open("a") as f:
+                f.write(json.dumps({**result, "budget": signature}) + "\n")
         if progress:
-            head = results[-1]["scores"][next(iter(results[-1]["scores"]))]["mpjpe"]
-            print(f"[study] {len(results)}/{len(results) + len(pending)} {name} seed {seed}: "
-                  f"MPJPE {head:.1f} mm ({results[-1]['seconds']:.0f}s, {time.perf_counter() - t0:.0f}s total)",
-                  flush=True)
-    return sorted(results, key=lambda r: ([x.name for x in rows].index(r["row"]), r["seed"]))
+            head = result["scores"][next(iter(result["scores"]))]["mpjpe"]
+            print(f"[study] {len(results)}/{total} {name} seed {seed}: MPJPE {head:.1f} mm "
+                  f"({result['seconds']:.0f}s, {time.perf_counter() - t0:.0f}s total)", flush=True)
+    if failures:
+        raise RuntimeError(f"{len(failures)} trial(s) failed (the others are kept"
+                           f"{' in ' + str(journal) if journal else ''}):\n" + "\n".join(failures))
+    order = [x.name for x in rows]
+    return sorted(results, key=lambda r: (order.index(r["row"]), r["seed"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,15 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
     assert "pretrained − scratch" in text and "±" in text
     saved = json.loads((tmp_path / "results" / "study.json").read_text())
     assert len(saved["results"]) == len(results)
+    # the journal makes a rerun resume: nothing is trained again, the same numbers come back
+    journal = (tmp_path / "results" / "trials.jsonl").read_text().splitlines()
+    assert len(journal) == len(results)
+    t0 = time.perf_counter()
+    rerun = bench.main(["--quick", "--out", str(page), "--mocap", str(shared_data / "mocap_h36m17.npz"),
+                        "--calibrated", str(shared_data / "pose2sim_demo.npz")])
+    assert time.perf_counter() - t0 < 20 and [r["scores"] for r in rerun] == [r["scores"] for r in results]
+    assert len((tmp_path / "results" / "trials.jsonl").read_text().splitlines()) == len(results)
+    text = page.read_text()
     again = tmp_path / "again.md"
     bench.main(["--from-json", str(tmp_path / "results" / "study.json"), "--out", str(again)])
     assert again.read_text() == text.replace("(results/", "(again/").replace("`results/", "`again/")

@@ -48,7 +48,8 @@ class MPMEncoder(nn.Module):
 
 
 class MPMPretrain(PretrainedEncoderMixin, nn.Module):
-    """Stage I: masked 2D modeling (+ lift) on even steps, masked 3D modeling on odd steps."""
+    """Stage I: masked 2D modeling (+ lift) on even steps, masked 3D modeling on odd steps
+    (only when ``pose_3d`` is given: without it every step is a masked-2D step)."""
 
     def __init__(self, num_frames: int, dim: int = 256, depth: int = 4, heads: int = 8,
                  ffn_dim: int = 512, dropout: float = 0.1, sem_hidden: int = 512,

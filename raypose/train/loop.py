@@ -203,7 +203,10 @@ def forward_loss(worker: Worker, model: nn.Module, clips, masks=None, step: int 
     s = worker.strategy
     pose_2d = s.prepare_inputs(clips.pose_2d)
     if worker.stage == "pretrain":
-        outputs = model(pose_2d, masks, s.prepare_inputs(clips.pose_3d), step)
+        # the 3D pose is an input only to objectives that score 3D (MPM's masked-3D steps): with
+        # loss.rec_3d = 0 it is withheld, so such a model pretrains on masked 2D alone
+        pose_3d = s.prepare_inputs(clips.pose_3d) if worker.cfg.loss.rec_3d > 0 else None
+        outputs = model(pose_2d, masks, pose_3d, step)
     else:
         outputs = model(pose_2d, clips.confidence <= 0)
     return compute_losses(_float_outputs(outputs), clips, masks, worker.cfg.loss)

@@ -1,6 +1,9 @@
 """The training loop's pieces without Ray Train: stages, init from pretraining, epochs, validation."""
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from raypose.train import checkpoint as ck
@@ -63,3 +66,15 @@ def test_validation_covers_each_frame_once():
         for clips in eval_clips(chunks, cfg.data):
             clips_seen += int(loop.owned_clips(clips, chunks).sum())
     assert frames > 64 and clips_seen == frames
+
+
+@pytest.mark.parametrize("rec_3d", [0.0, 3.0], ids=["masked-2d-only", "masked-2d-and-3d"])
+def test_mpm_pretraining_with_and_without_the_3d_objective(rec_3d):
+    """MPM alternates masked-2D / masked-3D steps only while the 3D objective has a weight; with
+    loss.rec_3d = 0 every step is a masked-2D step (and no step is left without a loss)."""
+    history = []
+    cfg = tiny_config("train.epochs=1", "train.steps_per_epoch=4", f"loss.rec_3d={rec_3d}", model="mpm")
+    run_local(cfg, "pretrain", emit=lambda w, e, m: history.append(m))
+    parts = {k for k in history[-1] if k.startswith("train_")}
+    assert math.isfinite(history[-1]["loss"])
+    assert ("train_rec_3d" in parts) == (rec_3d > 0) and "train_rec_2d" in parts

@@ -169,8 +169,8 @@ def report(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int], b
     lines = [
         "# Accuracy study on real motion",
         "",
-        f"Produced by `{command}` in {seconds / 60:.0f} min of wall time on {platform.machine()}, 2 trials at a "
-        f"time ({len(results)} trials: {len(rows)} rows × seeds {list(seeds)}, "
+        f"Produced by `{command}` in {seconds / 60:.0f} min of wall time on {platform.machine()} (one CPU per trial; "
+        f"{len(results)} trials: {len(rows)} rows × seeds {list(seeds)}, "
         f"{sum(r['seconds'] for r in results) / 60:.0f} CPU-min of trials in all); raw numbers in "
         f"`{out_dir.name}/study.json`. Regenerate it with the same command.",
         "",

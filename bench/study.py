@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                "of the same name (full run default: docs/results.md; "
                                                "--quick: a temporary folder)")
     p.add_argument("--from-json", default=None, metavar="STUDY_JSON",
-                   help="re-render the page from a finished study's study.json instead of running it")
+                   help="re-render the page from a study's study.json (or the trials.jsonl journal of one "
+                        "that did not finish) instead of running it")
     p.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)  # wall time of an old json
     args = p.parse_args(argv)
     if args.from_json:
@@ -273,7 +274,16 @@ def write_page(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int
 
 def rerender(saved: Path, page_path: Path, seconds: float | None) -> list[dict]:
     """The page (and plots) again from a saved study.json — after a change to the report only."""
-    data = json.loads(saved.read_text())
+    if saved.suffix == ".jsonl":  # the journal of a study that did not finish: what it has
+        entries = [json.loads(line) for line in saved.read_text().splitlines()]
+        names = {e["row"] for e in entries}
+        data = {"budget": entries[0]["budget"], "seeds": sorted({e["seed"] for e in entries}),
+                "rows": [r.__dict__ for r in ROWS if r.name in names],
+                "results": [{k: v for k, v in e.items() if k != "budget"} for e in entries],
+                "command": "python bench/study.py (stopped early; this page is rendered from its trials.jsonl "
+                           "with `--from-json`; rows without trials are missing)"}
+    else:
+        data = json.loads(saved.read_text())
     budget = Budget(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["budget"].items()})
     rows = [Row(**r) for r in data["rows"]]
     write_page(data["results"], rows, data["seeds"], budget, page_path,

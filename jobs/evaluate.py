@@ -57,16 +57,14 @@ def evaluate_cameras(checkpoint: str, args) -> dict:
     import json
     from pathlib import Path
 
-    from raypose.evaluate import evaluate_calibrated
+    from raypose.evaluate import evaluate_calibrated, mean_over_cameras
     from raypose.infer import load_checkpoint
     from raypose.viz import format_table
 
     model, num_frames, stride = load_checkpoint(checkpoint, device=args.device)
     rows = evaluate_calibrated(model, args.calibrated, num_frames, stride,
                                flip=True if args.flip is None else args.flip)
-    frames = sum(r["frames"] for r in rows)
-    mean = {"camera": "all", "frames": frames,
-            **{k: sum(r[k] * r["frames"] for r in rows) / frames for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}}
+    mean = {"camera": "all", "frames": sum(r["frames"] for r in rows), **mean_over_cameras(rows)}
     print(f"checkpoint {checkpoint}\n{args.calibrated}: real 2D per camera vs the multi-view 3D (mm)")
     print(format_table([*rows, mean]), flush=True)
     result = {"checkpoint": str(checkpoint), "calibrated": str(args.calibrated), "cameras": rows, **mean}

@@ -277,3 +277,9 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
         rows.append({"camera": cam, "frames": int(ok.sum()), "mpjpe": float(metrics.mpjpe(p, t)),
                      "p_mpjpe": float(metrics.p_mpjpe(p, t)), "n_mpjpe": float(metrics.n_mpjpe(p, t))})
     return rows
+
+
+def mean_over_cameras(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Frame-weighted MPJPE / P-MPJPE / N-MPJPE over :func:`evaluate_calibrated`'s camera rows."""
+    frames = sum(r["frames"] for r in rows)
+    return {k: sum(r[k] * r["frames"] for r in rows) / frames for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}

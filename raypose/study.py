@@ -86,7 +86,8 @@ def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: b
                    calibrated: Optional[Path]) -> dict[str, dict[str, float]]:
     """Scores (mm) of a fine-tuned model under each corruption, and on real detections."""
     from raypose import perturb
-    from raypose.evaluate import data_config_for, evaluate_calibrated, predict_chunks, score, split_chunks
+    from raypose.evaluate import (data_config_for, evaluate_calibrated, mean_over_cameras, predict_chunks,
+                                  score, split_chunks)
 
     data_cfg = data_config_for(cfg)
     chunks, info = split_chunks(data_cfg, "test")
@@ -101,9 +102,7 @@ def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: b
     if calibrated is not None:
         rows = evaluate_calibrated(model, calibrated, cfg.data.num_frames, cfg.data.stride,
                                    flip=cfg.train.flip_test)
-        frames = sum(r["frames"] for r in rows)
-        results["real_detections"] = {k: sum(r[k] * r["frames"] for r in rows) / frames
-                                      for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}
+        results["real_detections"] = mean_over_cameras(rows)
     return results
 
 

@@ -116,16 +116,29 @@ def _float_array(X: np.ndarray) -> np.ndarray:
     return X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
 
 
-def normalize_screen(X: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixels → [-1, 1] in x with aspect kept: ``X / w * 2 - [1, h / w]`` (VideoPose3D)."""
+def _principal(width: float, height: float, principal_point) -> np.ndarray:
+    return (np.array([width, height], dtype=np.float64) / 2 if principal_point is None
+            else np.asarray(principal_point, dtype=np.float64))
+
+
+def normalize_screen(X: np.ndarray, width: float, height: float, principal_point=None) -> np.ndarray:
+    """Pixels → screen units centred on the principal point: ``(X − c) / w · 2``.
+
+    With ``c`` the image centre (the default, for footage whose calibration is unknown) this is
+    VideoPose3D's ``X / w · 2 − [1, h / w]``. Centring on the true principal point makes the
+    image mirror about it exactly ``x → −x`` (flip augmentation and test-time flips), whatever
+    the camera.
+    """
     X = _float_array(X)
-    return (X / width * 2 - np.array([1, height / width], dtype=X.dtype)).astype(X.dtype)
+    c = _principal(width, height, principal_point)
+    return ((X - c.astype(X.dtype)) / width * 2).astype(X.dtype)
 
 
-def image_coordinates(X: np.ndarray, width: float, height: float) -> np.ndarray:
+def image_coordinates(X: np.ndarray, width: float, height: float, principal_point=None) -> np.ndarray:
     """Inverse of :func:`normalize_screen`."""
     X = _float_array(X)
-    return ((X + np.array([1, height / width], dtype=X.dtype)) * width / 2).astype(X.dtype)
+    c = _principal(width, height, principal_point)
+    return (X * width / 2 + c.astype(X.dtype)).astype(X.dtype)
 
 
 def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:

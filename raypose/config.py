@@ -68,6 +68,69 @@ class SourceConfig:
 
 
 @dataclass
+class RigConfig:
+    """Virtual cameras for 3D-only sources (see :mod:`raypose.data.rig`); defaults by measurement.
+
+    Every camera draws its azimuth, height, distance, lens and image shape from these ranges and
+    follows the subject's horizontal travel, so training 2D covers real footage and never loses
+    the subject out of the frame.
+    """
+
+    #: Cameras follow the subject's horizontal travel (False: aim at the mean pelvis, static).
+    follow: bool = True
+    #: Moving-average window (seconds) of the followed pelvis track: 0 follows exactly.
+    follow_smoothing_s: float = 1.0
+    #: Fixed azimuths in radians (camera i takes azimuths[i % n]); empty = evenly spaced around
+    #: the full circle with a random phase per sequence.
+    azimuths: list[float] = field(default_factory=list)
+    azimuth_jitter_deg: float = 20.0
+    #: Horizontal distance from the followed pelvis, metres [min, max].
+    distance: list[float] = field(default_factory=lambda: [3.0, 8.0])
+    #: Camera height above the floor, metres [min, max] (floor level to overhead-ish).
+    height: list[float] = field(default_factory=lambda: [0.3, 3.0])
+    #: 'pelvis': aim at the pelvis height (± aim_jitter), so pitch follows the camera height;
+    #: 'horizontal': look level.
+    look: Literal["pelvis", "horizontal"] = "pelvis"
+    aim_jitter: float = 0.3
+    #: Field of view across the image's long side, degrees [min, max] (phones ≈ 65–75).
+    fov_deg: list[float] = field(default_factory=lambda: [40.0, 75.0])
+    #: A fixed focal length in pixels (0 = drawn from fov_deg).
+    focal: float = 0.0
+    #: Image sizes [w, h], one drawn per camera: landscape and portrait, 4:3 and 16:9.
+    image_sizes: list[list[int]] = field(default_factory=lambda: [
+        [1000, 1002], [1920, 1080], [1080, 1920], [1280, 960], [960, 1280]])
+    #: A fixed principal point [cx, cy] in pixels; empty = image centre ± principal_jitter·w.
+    principal_point: list[float] = field(default_factory=list)
+    principal_jitter: float = 0.01
+    #: Largest fraction of frames allowed to have a joint outside the image; a camera that
+    #: exceeds it moves back until the subject fits (1.0 = never move).
+    max_out_of_frame: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("distance", "height", "fov_deg"):
+            lo_hi = getattr(self, name)
+            _check(len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1], f"data.rig.{name} must be [min, max], got {lo_hi}")
+        _check(self.distance[0] > 0, "data.rig.distance must be > 0")
+        _check(0 < self.fov_deg[0] and self.fov_deg[1] < 180, "data.rig.fov_deg must be in (0, 180)")
+        _check(bool(self.image_sizes) and all(len(s) == 2 and s[0] > 0 and s[1] > 0 for s in self.image_sizes),
+               f"data.rig.image_sizes must be a list of [w, h], got {self.image_sizes}")
+        _check(not self.principal_point or len(self.principal_point) == 2,
+               "data.rig.principal_point must be [cx, cy] or empty")
+        _check(self.follow_smoothing_s >= 0, "data.rig.follow_smoothing_s must be >= 0")
+        _check(0 <= self.max_out_of_frame <= 1, "data.rig.max_out_of_frame must be in [0, 1]")
+
+
+def protocol_rig() -> RigConfig:
+    """The fixed test rig of the accuracy protocol (README, bench/accuracy.py): four cameras at
+    azimuths 0.6/2.2/3.8/5.4 rad, 5 m from the subject, 1.2 m high, looking level and following
+    the pelvis exactly; f = 1145 px, c = (512, 515), image 1000 × 1002."""
+    return RigConfig(follow=True, follow_smoothing_s=0.0, azimuths=[0.6, 2.2, 3.8, 5.4],
+                     azimuth_jitter_deg=0.0, distance=[5.0, 5.0], height=[1.2, 1.2],
+                     look="horizontal", aim_jitter=0.0, focal=1145.0, image_sizes=[[1000, 1002]],
+                     principal_point=[512.0, 515.0], principal_jitter=0.0, max_out_of_frame=1.0)
+
+
+@dataclass
 class DataConfig:
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
     #: Receptive field of one clip (odd).
@@ -86,10 +149,16 @@ class DataConfig:
     batch_size: int = 8
     #: Clips drawn from every batch of sequences (random centres) per step.
     clips_per_sequence: int = 16
+    #: Chunks kept in Ray Data's local shuffle buffer for training (0 = off): batches then mix
+    #: chunks of many sequences and views instead of neighbours of one.
+    shuffle_buffer: int = 256
     flip_augment: bool = True
+    #: Gaussian 2D noise std (normalised screen units: 0.004 ≈ 2 px on a 1000-px image).
     noise_std: float = 0.0
-    image_width: int = 1000
-    image_height: int = 1002
+    #: Probability that a detected 2D joint is dropped (confidence 0) in a training clip.
+    drop_joint_prob: float = 0.0
+    #: Virtual cameras for 3D-only sources.
+    rig: RigConfig = field(default_factory=RigConfig)
     #: Cap on shards read / frames, to keep smoke runs small (0 = no cap).
     max_sequences: int = 0
     shuffle_files: bool = True
@@ -105,7 +174,8 @@ class DataConfig:
         _check(self.stride >= 1, f"data.stride must be >= 1, got {self.stride}")
         _check(self.batch_size >= 1, "data.batch_size must be >= 1")
         _check(self.noise_std >= 0, "data.noise_std must be >= 0")
-        _check(self.image_width > 0 and self.image_height > 0, "data.image size must be > 0")
+        _check(0.0 <= self.drop_joint_prob < 1.0, "data.drop_joint_prob must be in [0, 1)")
+        _check(self.shuffle_buffer >= 0, "data.shuffle_buffer must be >= 0")
         overlap = set(self.train_subjects) & (set(self.val_subjects) | set(self.test_subjects))
         overlap |= set(self.val_subjects) & set(self.test_subjects)
         _check(not overlap, f"subjects {sorted(overlap)} appear in more than one split")
@@ -413,9 +483,18 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
+#: Keys that older configs (and the checkpoints that carry them) may hold and that no code ever
+#: read: dropped on load so those checkpoints stay loadable. Nothing else is ever ignored.
+RETIRED_KEYS: tuple[tuple[str, str], ...] = (("data", "image_width"), ("data", "image_height"))
+
+
 def from_dict(values: dict[str, Any]) -> Config:
     """Typed :class:`Config` from a (possibly partial) nested dict; unknown keys are errors."""
-    return _build(Config, copy.deepcopy(values), "")
+    values = copy.deepcopy(values)
+    for section, key in RETIRED_KEYS:
+        if isinstance(values.get(section), dict):
+            values[section].pop(key, None)
+    return _build(Config, values, "")
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

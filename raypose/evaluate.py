@@ -246,7 +246,8 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
 
     ``path`` is an npz in the layout of ``../shared/data/pose2sim_demo.npz``: ``keypoints_coco17``
     (C, T, 17, 3) pixels + confidence, ``R`` (C, 3, 3) world→camera, ``t`` (C, 3) metres,
-    ``image_size`` (C, 2) w×h, ``positions_3d_h36m17`` (T, 17, 3) world metres. The reference is
+    ``image_size`` (C, 2) w×h, optionally ``K`` (C, 3, 3) (its principal points centre the 2D),
+    ``positions_3d_h36m17`` (T, 17, 3) world metres. The reference is
     triangulated, not marker ground truth, so the numbers bound rather than measure the error.
     Returns one row per camera: MPJPE, P-MPJPE, N-MPJPE (mm) and the frame count.
     """
@@ -263,13 +264,16 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
         if missing:
             raise RayposeDataError(path, f"missing arrays {missing} (expected {list(need)})")
         kp, rot, trans, size, world = (np.asarray(d[k], np.float64) for k in need)
+        intrinsics = np.asarray(d["K"], np.float64) if "K" in d.files else None
     if kp.ndim != 4 or kp.shape[2:] != (17, 3) or world.shape != (kp.shape[1], 17, 3):
         raise RayposeDataError(path, f"keypoints {kp.shape} / 3D {world.shape} do not match (C, T, 17, 3) / (T, 17, 3)")
     rows = []
     for cam in range(kp.shape[0]):
         pose_2d = to_h36m(kp[cam], "coco17", path)
+        centre = None if intrinsics is None else intrinsics[cam, :2, 2]
         pred = lift_sequence(model, pose_2d, float(size[cam, 0]), float(size[cam, 1]), num_frames,
-                             batch_size=batch_size, flip=flip, stride=stride).astype(np.float64)
+                             batch_size=batch_size, flip=flip, stride=stride,
+                             principal_point=centre).astype(np.float64)
         in_cam = world @ rot[cam].T + trans[cam]
         target = in_cam - in_cam[:, :1]
         ok = np.isfinite(target).all(axis=(1, 2))

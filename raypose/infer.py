@@ -19,6 +19,7 @@ from raypose import skeleton
 from raypose.cameras import normalize_screen
 from raypose.data.clips import gather_indices
 from raypose.data.detections import Detections, Track, read_detections
+from raypose.data.sources._common import resample_keypoints, resample_plan
 from raypose.errors import RayposeDataError
 
 DEFAULT_CONF_THRESHOLD = 0.2
@@ -29,8 +30,12 @@ DEFAULT_CONF_THRESHOLD = 0.2
 # --------------------------------------------------------------------------------------------
 
 def prepare_2d(keypoints_2d: np.ndarray, width: float, height: float,
-               conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+               conf_threshold: float = DEFAULT_CONF_THRESHOLD,
+               principal_point: Optional[Sequence[float]] = None) -> tuple[np.ndarray, np.ndarray]:
     """(T, 17, 3) pixels + conf → normalised (T, 17, 2) and ``joints_missing`` (T, 17) bool.
+
+    Coordinates are centred on ``principal_point`` (the image centre when unknown), as training
+    centres them on its cameras' principal points.
 
     A joint is missing when its confidence is ≤ ``conf_threshold`` or NaN, or its coordinates are
     not finite; its coordinates are set to 0 only so no NaN reaches the model — the mask is what
@@ -39,7 +44,7 @@ def prepare_2d(keypoints_2d: np.ndarray, width: float, height: float,
     kp = np.asarray(keypoints_2d, dtype=np.float32)
     if kp.ndim != 3 or kp.shape[1:] != (skeleton.NUM_JOINTS, 3):
         raise ValueError(f"keypoints_2d must be (T, 17, 3) pixels + confidence, got {kp.shape}")
-    xy = normalize_screen(kp[..., :2], float(width), float(height))
+    xy = normalize_screen(kp[..., :2], float(width), float(height), principal_point)
     conf = kp[..., 2]
     missing = ~(conf > conf_threshold) | ~np.isfinite(xy).all(-1)
     xy = np.where(missing[..., None], 0.0, xy).astype(np.float32)
@@ -61,14 +66,28 @@ def _forward(model: torch.nn.Module, pose_2d: torch.Tensor, missing: torch.Tenso
 def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float, height: float,
                   num_frames: int, batch_size: int = 256, flip: bool = True,
                   conf_threshold: float = DEFAULT_CONF_THRESHOLD, stride: int = 1,
-                  device: Optional[torch.device | str] = None) -> np.ndarray:
+                  device: Optional[torch.device | str] = None,
+                  principal_point: Optional[Sequence[float]] = None,
+                  fps: Optional[float] = None, model_fps: Optional[float] = None) -> np.ndarray:
     """Lift one person's (T, 17, 3) pixels + confidence to (T, 17, 3) root-relative metres.
+
+    With ``fps`` (the input's rate) and ``model_fps`` (the rate the model was trained at,
+    ``data.target_fps``) both given and different, the 2D is resampled to the model's rate, lifted,
+    and the 3D resampled back to the input's frames, so a window spans the time it spans in
+    training whatever the footage's frame rate.
 
     Every frame is the centre of one ``num_frames``-frame clip (with TDS ``stride``), padded by
     repeating the first/last frame; clips run in batches of ``batch_size`` under
     ``torch.inference_mode``. ``flip`` averages with the mirrored input (test-time flip).
     """
-    xy, missing = prepare_2d(keypoints_2d, width, height, conf_threshold)
+    if fps and model_fps and abs(fps - model_fps) > 1e-6 and len(keypoints_2d) > 1:
+        kw = dict(batch_size=batch_size, flip=flip, conf_threshold=conf_threshold, stride=stride,
+                  device=device, principal_point=principal_point)
+        at_model_rate = resample_keypoints(np.asarray(keypoints_2d, np.float32),
+                                           resample_plan(len(keypoints_2d), fps, model_fps))
+        lifted = lift_sequence(model, at_model_rate, width, height, num_frames, **kw)
+        return resample_to_frames(lifted, model_fps, fps, len(keypoints_2d))
+    xy, missing = prepare_2d(keypoints_2d, width, height, conf_threshold, principal_point)
     t = xy.shape[0]
     if t == 0:
         return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32)
@@ -95,6 +114,16 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
         model.train(was_training)
     out = out - out[:, skeleton.ROOT:skeleton.ROOT + 1]
     return out.numpy()
+
+
+def resample_to_frames(poses: np.ndarray, fps: float, target_fps: float, num_frames: int) -> np.ndarray:
+    """(T, 17, 3) poses at ``fps`` → ``num_frames`` frames at ``target_fps`` (linear; frames past
+    the end repeat the last pose)."""
+    i0, i1, w = resample_plan(len(poses), fps, target_fps)
+    out = poses[i0] * (1 - w)[:, None, None] + poses[i1] * w[:, None, None]
+    if len(out) < num_frames:
+        out = np.concatenate([out, np.repeat(out[-1:], num_frames - len(out), 0)])
+    return out[:num_frames].astype(np.float32)
 
 
 def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:

@@ -275,3 +275,35 @@ def test_cli_dispatch_reaches_the_checkpoint_loader(tmp_path, capsys):
                   "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.npz")])
     assert cli.main([]) == 2
     assert "infer" in capsys.readouterr().out
+
+
+class WindowSpan(nn.Module):
+    """Joint j's 3D x = j × (x of the window's last frame − x of its first): a window's time span
+    made visible (a reference model for the resampling, not a lifter)."""
+
+    def __init__(self, num_frames: int):
+        super().__init__()
+        self.num_frames = num_frames
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, pose_2d, joints_missing=None):
+        span = pose_2d[:, -1, :, 0] - pose_2d[:, 0, :, 0]                        # (B, 17)
+        x = span * torch.arange(skeleton.NUM_JOINTS, dtype=span.dtype)
+        return {"centre": torch.stack([x, torch.zeros_like(x), torch.zeros_like(x)], -1)[:, None]}
+
+
+def test_footage_is_lifted_at_the_models_frame_rate():
+    """A 27-frame window of a model trained at 50 fps spans 0.52 s; 30-fps footage lifted with
+    fps/model_fps must see the same span (without resampling it would span 0.87 s)."""
+    t = np.arange(90) / 30.0                                   # 3 s at 30 fps
+    kp = np.zeros((90, 17, 3), np.float32)
+    kp[..., 0] = 300 + 200 * t[:, None]                        # moving right at 200 px/s
+    kp[..., 1], kp[..., 2] = 500, 1.0
+    model = WindowSpan(27)
+    out = infer.lift_sequence(model, kp, 1000, 1000, 27, flip=False, fps=30.0, model_fps=50.0)
+    assert out.shape == (90, 17, 3)
+    expected = 200 * 26 / 50 / 1000 * 2                        # px/s × span × (2 / width)
+    mid = out[20:70, 1, 0]                                     # joint 1 − root: 1 × span
+    np.testing.assert_allclose(mid, expected, rtol=1e-4)
+    plain = infer.lift_sequence(model, kp, 1000, 1000, 27, flip=False)
+    np.testing.assert_allclose(plain[20:70, 1, 0], 200 * 26 / 30 / 1000 * 2, rtol=1e-4)

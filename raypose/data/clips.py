@@ -6,7 +6,8 @@ around a centre frame with temporal-downsampling stride s (span F·s); materiali
 CPU would multiply the data F-fold, so here one index tensor (B, C, F) gathers every clip of a
 batch at once, with edge replication where a clip runs past either end of its sequence.
 
-2D keypoints are normalised to screen coordinates (``X/w·2 − [1, h/w]``, the chunk's camera),
+2D keypoints are normalised to screen coordinates centred on the chunk camera's principal point
+(``(X − c)/w·2``, :func:`raypose.cameras.normalize_screen`), so a mirror is exactly ``x → −x``;
 missing detections (confidence ≤ 0 or NaN, or non-finite coordinates) become coordinates 0 with
 confidence 0 — masking reads them from ``confidence`` — so no NaN ever leaves this module.
 """
@@ -133,10 +134,13 @@ def every_frame(lengths: torch.Tensor,
 # cutting
 # --------------------------------------------------------------------------------------------
 
-def normalize_screen(xy: torch.Tensor, width: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
-    """Torch twin of :func:`raypose.cameras.normalize_screen` with per-row (…,) image sizes."""
-    offset = torch.stack([torch.ones_like(width), height / width], dim=-1)[..., None, None, :]
-    return xy / width[..., None, None, None] * 2 - offset
+def normalize_screen(xy: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`raypose.cameras.normalize_screen`: (N, …, 2) pixels with per-row
+    cameras (N, 23) → screen units centred on each camera's principal point."""
+    extra = (1,) * (xy.dim() - 2)
+    width = camera[:, 0].reshape((-1,) + extra + (1,))
+    centre = camera[:, 4:6].reshape((-1,) + extra + (2,))
+    return (xy - centre) / width * 2
 
 
 def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.Tensor,
@@ -150,7 +154,7 @@ def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.
     camera = chunks["camera"][chunk].float()
 
     conf = kp[..., 2]
-    xy = normalize_screen(kp[..., :2], camera[:, 0], camera[:, 1])
+    xy = normalize_screen(kp[..., :2], camera)
     missing = ~(conf > 0) | ~torch.isfinite(xy).all(-1)
     pose_2d = torch.where(missing[..., None], torch.zeros_like(xy), xy)
     confidence = torch.where(missing, torch.zeros_like(conf), conf)
@@ -174,8 +178,9 @@ def cut_clips(chunks: Mapping[str, torch.Tensor], num_frames: int, stride: int,
 def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> ClipBatch:
     """Mirror clips (all, or those where ``which`` (N,) is True): x → −x and left ↔ right.
 
-    In normalised screen coordinates the image mirror ``X → w − X`` is exactly ``x → −x``, and in
-    camera space it is ``X → −X``; confidences follow their joints. Used for flip augmentation
+    Screen coordinates are centred on the principal point, so the image mirror about it
+    (``X → 2cx − X``, the 2D of the mirrored 3D) is exactly ``x → −x``, and in camera space it is
+    ``X → −X``; confidences follow their joints. Used for flip augmentation
     and for test-time flip averaging.
     """
     perm = torch.tensor(skeleton.FLIP_PERMUTATION, device=clips.pose_2d.device)
@@ -201,16 +206,28 @@ def add_noise(clips: ClipBatch, std: float, generator: Optional[torch.Generator]
     return replace(clips, pose_2d=torch.where(present, clips.pose_2d + noise, clips.pose_2d))
 
 
+def drop_joints(clips: ClipBatch, prob: float, generator: Optional[torch.Generator]) -> ClipBatch:
+    """Each detected joint of each frame goes missing with ``prob`` (coordinates 0, confidence
+    0), as detectors lose occluded joints; the models read missing joints from the confidence."""
+    if prob <= 0:
+        return clips
+    drop = uniform(clips.confidence.shape, generator, clips.confidence.device) < prob
+    return replace(clips, pose_2d=torch.where(drop[..., None], torch.zeros_like(clips.pose_2d), clips.pose_2d),
+                   confidence=torch.where(drop, torch.zeros_like(clips.confidence), clips.confidence))
+
+
 def train_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
                 generator: Optional[torch.Generator]) -> ClipBatch:
-    """Training clips: random centres, flip (p = 0.5 per clip), 2D noise — all on the device."""
+    """Training clips: random centres, flip (p = 0.5 per clip), 2D noise, dropped joints — all
+    on the device."""
     start, stop = owned_centres(chunks)
     centres = random_centres(stop, data_cfg.clips_per_sequence, generator, start)
     clips = cut_clips(chunks, data_cfg.num_frames, data_cfg.stride, centres)
     if data_cfg.flip_augment:
         flip = uniform((clips.num_clips,), generator, clips.pose_2d.device) < 0.5
         clips = flip_clip_batch(clips, flip)
-    return add_noise(clips, float(data_cfg.noise_std), generator)
+    clips = add_noise(clips, float(data_cfg.noise_std), generator)
+    return drop_joints(clips, float(getattr(data_cfg, "drop_joint_prob", 0.0)), generator)
 
 
 def eval_clips(chunks: Mapping[str, torch.Tensor], data_cfg,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from raypose.models.aptpose import APTPoseLift, APTPosePretrain
-from raypose.models.baseline import MartinezBaseline
+from raypose.models.baseline import MartinezBaseline, WindowMLP
 from raypose.models.blocks import default_strides
 from raypose.models.image_lift import ImageLift
 from raypose.models.mpm import MPMLift, MPMPretrain
@@ -30,6 +30,7 @@ REGISTRY: dict[str, tuple[Optional[type], type, dict[str, Any]]] = {
     "mpm": (MPMPretrain, MPMLift, dict(_COMMON, depth=4, decoder_depth=1)),
     "aptpose": (APTPosePretrain, APTPoseLift, dict(_COMMON, depth=4, decoder_depth=3, fusion="mul")),
     "baseline": (None, MartinezBaseline, dict(hidden=1024, blocks=2, dropout=0.5)),
+    "window_mlp": (None, WindowMLP, dict(hidden=1024, blocks=2, dropout=0.25)),
     "image_lift": (None, ImageLift, dict(dim=128, ffn_dim=256, heads=4, depth=3, dropout=0.1)),
 }
 
@@ -70,7 +71,7 @@ def build_from_config(cfg: Any, stage: Optional[str] = None) -> nn.Module:
     """Build from a :class:`raypose.config.Config` (``model`` section + ``data.num_frames``)."""
     m = cfg.model
     stage = stage or cfg.train.stage
-    if m.name == "baseline":  # the MLP baseline has its own width/depth; only dropout and extras map
+    if m.name in ("baseline", "window_mlp"):  # MLPs: width/depth from model.extra (hidden, blocks)
         kw: dict[str, Any] = dict(dropout=m.dropout)
     else:
         kw = dict(dim=m.dim, ffn_dim=m.ffn_dim, heads=m.heads, depth=m.depth, dropout=m.dropout,

@@ -493,8 +493,11 @@ def dataset_iterators(worker: Worker):
     val = ray.train.get_dataset_shard("val")
     device = worker.device
 
+    passes = iter(range(1 << 62))
+
     def train_iter():
-        return iter_device_batches(train, worker.cfg.data, device)
+        seed = worker.cfg.train.seed * 1_000_003 + 7919 * worker.info.rank + next(passes)
+        return iter_device_batches(train, worker.cfg.data, device, shuffle=True, seed=seed)
 
     def val_iter():
         return iter_device_batches(val, worker.cfg.data, device) if val is not None else iter(())

@@ -128,11 +128,36 @@ def checkpoint_uri(result: Any, stage: str, cfg: Config) -> str:
     return prefix + chosen.path
 
 
+def check_cpu_budget(cfg: Config, cluster_cpus: float, autoscaling: bool = False) -> None:
+    """Refuse a run whose training workers would take every CPU of the cluster.
+
+    Ray Data's read/chunk tasks need CPUs too; with none left the run logs "Cluster resources
+    are not enough to run any task…" once and then hangs forever. An autoscaling cluster can
+    add nodes, so there it is not an error.
+    """
+    taken = cfg.train.num_workers * cfg.train.cpus_per_worker
+    if autoscaling or taken < cluster_cpus:
+        return
+    from raypose.errors import ConfigError
+
+    fits = max(0.5, math.floor((cluster_cpus - 0.5) / cfg.train.num_workers * 2) / 2)
+    raise ConfigError(
+        f"train.num_workers ({cfg.train.num_workers}) × train.cpus_per_worker "
+        f"({cfg.train.cpus_per_worker:g}) = {taken:g} CPUs takes all {cluster_cpus:g} CPUs of the "
+        f"cluster and leaves none for Ray Data, so the run would hang: set "
+        f"train.cpus_per_worker={fits:g} (or fewer workers, or add nodes)")
+
+
 def fit(cfg: Config, stage: str) -> tuple[str, Any]:
     """Run one stage to the end; (checkpoint path/URI, Ray Train Result)."""
+    import ray
+
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be pretrain or finetune, got {stage!r}")
     ensure_ray()
+    # a cluster joined through RAY_ADDRESS may autoscale; a local Ray has the CPUs it has
+    check_cpu_budget(stage_config(cfg, stage), float(ray.cluster_resources().get("CPU", 0.0)),
+                     autoscaling=bool(os.environ.get("RAY_ADDRESS")))
     result = make_trainer(cfg, stage).fit()
     return checkpoint_uri(result, stage, stage_config(cfg, stage)), result
 

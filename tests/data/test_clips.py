@@ -31,7 +31,9 @@ def make_chunks(batch: int = 5, frames: int = 40, seed: int = 0, min_len: int = 
     camera = torch.zeros(batch, 23)
     camera[:, 0], camera[:, 1] = width, height
     camera[:, 2:4] = 1100.0
-    camera[:, 4], camera[:, 5] = width / 2, height / 2
+    # principal points off the image centre (real calibrations are), so flips must use them
+    camera[:, 4] = width / 2 + torch.randint(-40, 41, (batch,), generator=g).float()
+    camera[:, 5] = height / 2 + torch.randint(-40, 41, (batch,), generator=g).float()
     camera[:, 11:20] = torch.eye(3).flatten()
     has_3d = torch.tensor([1.0, 0.0] * batch)[:batch]
     return {"keypoints_2d": kp, "joints_3d": j3d, "camera": camera, "length": lengths.long(),
@@ -55,7 +57,7 @@ def reference_cut(chunks: dict, num_frames: int, stride: int, centres: torch.Ten
                 out["valid"][n, k] = 0 <= t < lengths[b]
                 t = min(max(t, 0), int(lengths[b]) - 1)
                 out["index"][n, k] = t
-                out["pose_2d"][n, k] = cameras.normalize_screen(kp[b, t, :, :2], cam[b, 0], cam[b, 1])
+                out["pose_2d"][n, k] = cameras.normalize_screen(kp[b, t, :, :2], cam[b, 0], cam[b, 1], cam[b, 4:6])
                 out["confidence"][n, k] = kp[b, t, :, 2]
                 out["pose_3d"][n, k] = j3d[b, t]
             n += 1
@@ -113,17 +115,19 @@ def test_normalisation_matches_cameras_normalize_screen():
     clips = C.cut_clips(chunks, 1, 1, torch.arange(10).expand(3, 10))
     for b in range(3):
         w, h = chunks["camera"][b, :2].tolist()
-        expected = cameras.normalize_screen(chunks["keypoints_2d"][b, :, :, :2].numpy(), w, h)
+        c = chunks["camera"][b, 4:6].numpy()
+        expected = cameras.normalize_screen(chunks["keypoints_2d"][b, :, :, :2].numpy(), w, h, c)
         np.testing.assert_allclose(clips.pose_2d[b * 10:(b + 1) * 10, 0].numpy(), expected, rtol=1e-5, atol=1e-6)
-        back = cameras.image_coordinates(clips.pose_2d[b * 10:(b + 1) * 10, 0].numpy(), w, h)
+        back = cameras.image_coordinates(clips.pose_2d[b * 10:(b + 1) * 10, 0].numpy(), w, h, c)
         np.testing.assert_allclose(back, chunks["keypoints_2d"][b, :, :, :2].numpy(), rtol=1e-4)
 
 
 def flipped_source(chunks: dict) -> dict:
-    """Mirror the image itself: X → w − X in pixels, left ↔ right, camera-space x → −x."""
+    """Mirror the image about the principal point: X → 2cx − X in pixels (the 2D of the
+    mirrored 3D), left ↔ right, camera-space x → −x."""
     perm = list(skeleton.FLIP_PERMUTATION)
     kp = chunks["keypoints_2d"][:, :, perm].clone()
-    kp[..., 0] = chunks["camera"][:, 0, None, None] - kp[..., 0]
+    kp[..., 0] = 2 * chunks["camera"][:, 4, None, None] - kp[..., 0]
     j3d = chunks["joints_3d"][:, :, perm].clone()
     j3d[..., 0] = -j3d[..., 0]
     return {**chunks, "keypoints_2d": kp, "joints_3d": j3d}
@@ -139,6 +143,30 @@ def test_flip_of_clip_matches_cutting_flipped_source(stride):
     assert torch.equal(flipped.confidence, direct.confidence)
     assert torch.equal(flipped.pose_3d, direct.pose_3d)
     assert torch.equal(flipped.valid, direct.valid)
+
+
+def test_flip_is_exact_for_a_camera_whose_principal_point_is_off_centre(shared_data):
+    """The 2D of the mirrored 3D pose, seen by a real-looking camera with cx ≠ w/2, is exactly
+    the flipped clip (flips about the image centre were off by 2·(cx − w/2) pixels)."""
+    from raypose.data.sources.mocap import read_mocap
+
+    pose = read_mocap(shared_data / "mocap_h36m17.npz", 50.0, subjects=["climb_b"])[0].positions_3d[:9]
+    cam = cameras.Camera("off", 1000, 1002, 1145.0, 1145.0, 540.0, 480.0)
+    cam.R, cam.t = cameras.look_at(pose[0, 0] + [4.0, 1.0, 0.3], pose[0, 0])
+    x_cam = cam.world_to_camera(pose)
+    mirrored = x_cam[:, list(skeleton.FLIP_PERMUTATION)] * np.array([-1.0, 1.0, 1.0], np.float32)
+
+    def chunk(x):
+        kp = np.concatenate([cam.project(x, distort=False), np.ones(x.shape[:2] + (1,), np.float32)], -1)
+        return {"keypoints_2d": torch.as_tensor(kp)[None], "joints_3d": torch.as_tensor(x - x[:, :1])[None],
+                "camera": torch.as_tensor(cam.to_array(), dtype=torch.float32)[None],
+                "length": torch.tensor([9]), "has_3d": torch.tensor([True])}
+
+    centres = torch.arange(9)[None]
+    flipped = C.flip_clip_batch(C.cut_clips(chunk(x_cam), 9, 1, centres))
+    direct = C.cut_clips(chunk(mirrored), 9, 1, centres)
+    torch.testing.assert_close(flipped.pose_2d, direct.pose_2d, rtol=0, atol=1e-5)
+    torch.testing.assert_close(flipped.pose_3d, direct.pose_3d, rtol=0, atol=1e-6)
 
 
 def test_flip_twice_is_identity_and_partial_flip_selects_clips():

@@ -118,3 +118,33 @@ def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
     mixed = dataclasses.replace(cfg, sources=[SourceConfig(name="a", weight=3.0), SourceConfig(name="b", weight=1.0)])
     n = pipeline.build_datasets(mixed, seed=0)["train"].count()
     assert 1.6 * counts["train"] <= n <= 2.4 * counts["train"]
+
+
+def test_training_batches_mix_many_sequences_and_views(ray_local, shared_data):
+    """A step's chunks come from many (sequence, camera) views, not the neighbours of a few:
+    with the shuffle buffer almost every chunk of a batch is another view; without it, a batch
+    is a run of consecutive chunks of one or two long views."""
+    from raypose.data.clips import train_clips
+
+    cfg = DataConfig(chunk_frames=64, batch_size=16, clips_per_sequence=2, shuffle_buffer=256,
+                     num_frames=9, sources=[SourceConfig(virtual_cameras=4)])
+    train = pipeline.build_datasets(cfg, seed=0)["train"]
+
+    def views_per_batch(shuffle: bool) -> tuple[list[int], list[tuple]]:
+        out, every = [], []
+        for b in pipeline.iter_device_batches(train, cfg, "cpu", drop_last=True, shuffle=shuffle, seed=3):
+            ids = [tuple(c) for c in b["camera"].tolist()]  # one virtual camera per view
+            out.append(len(set(ids)))
+            every += ids
+            clips = train_clips(b, cfg, torch.Generator().manual_seed(0))
+            assert clips.num_clips == cfg.batch_size * cfg.clips_per_sequence
+            assert len(set(clips.chunk_index.tolist())) == cfg.batch_size  # the chunks the config asks for
+        return out, every
+
+    (mixed, _), (plain, every) = views_per_batch(True), views_per_batch(False)
+    # the best any sampler can do: batches drawn uniformly at random from all training chunks
+    codes = np.unique(np.array(every), axis=0, return_inverse=True)[1].ravel()
+    rng = np.random.default_rng(0)
+    uniform = np.mean([len(set(rng.choice(codes, cfg.batch_size, replace=False))) for _ in range(500)])
+    assert np.mean(mixed) >= 0.85 * uniform, (mixed, uniform)
+    assert np.mean(plain) < 0.5 * uniform, (plain, uniform)

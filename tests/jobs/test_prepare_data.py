@@ -56,7 +56,7 @@ def test_prepare_to_s3_with_explicit_splits(job, s3_server, shared_data):
     m = job.main(["--source", "mocap:", "--out", uri, "--s3-endpoint", s3_server.endpoint,
                   "--virtual-cameras", "1", "--set", "data.test_subjects=[climb_b]",
                   "--set", "data.val_subjects=[deepmimic]"])
-    assert m["splits"] == {"train": ["climb_a"], "val": ["deepmimic"], "test": ["climb_b"]}
+    assert m["splits"] == {"train": ["climb_a", "cmu_02", "cmu_06"], "val": ["deepmimic"], "test": ["climb_b"]}
     assert store.read_manifest(uri, s3_server.endpoint) == m
     assert sum(1 for _ in store.read_store(uri, s3_server.endpoint)) == m["rows"]
 

@@ -10,7 +10,7 @@ from raypose.skeleton import flip_pose
 
 
 def test_names_and_errors():
-    assert names() == ["aptpose", "baseline", "image_lift", "mpm", "pstmo", "pstmo_s"]
+    assert names() == ["aptpose", "baseline", "image_lift", "mpm", "pstmo", "pstmo_s", "window_mlp"]
     with pytest.raises(KeyError):
         build("nope")
     with pytest.raises(TypeError):

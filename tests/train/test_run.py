@@ -62,3 +62,19 @@ def test_resume_after_a_worker_dies(ray_local, shared_data, tmp_path):
         ck.read_meta(str(tmp_path / "crash" / "checkpoint_epoch0003"))["progress"].history
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert [h["step"] for h in history] == [2, 4, 6, 8]
+
+
+def test_workers_that_take_every_cpu_are_refused_with_advice():
+    """On 2 CPUs a worker asking for both leaves none for Ray Data and the run hangs forever."""
+    from raypose.config import Config
+    from raypose.errors import ConfigError
+    from raypose.train.run import check_cpu_budget
+
+    greedy = Config().with_overrides({"train.cpus_per_worker": 2.0})
+    with pytest.raises(ConfigError, match=r"leaves none for Ray Data.*train.cpus_per_worker=1\.5"):
+        check_cpu_budget(greedy, cluster_cpus=2.0)
+    two = Config().with_overrides({"train.num_workers": 2, "train.cpus_per_worker": 1.0})
+    with pytest.raises(ConfigError, match=r"cpus_per_worker=0\.5"):
+        check_cpu_budget(two, cluster_cpus=2.0)
+    check_cpu_budget(Config(), cluster_cpus=2.0)                 # 1 of 2 CPUs: fine
+    check_cpu_budget(greedy, cluster_cpus=2.0, autoscaling=True)  # a cluster may add nodes

@@ -4,7 +4,8 @@
 - World-frame 3D without 2D but with real cameras (H36M read without detections) is projected
   through those cameras, distortion included.
 - World-frame 3D without cameras (mocap, AMASS) is projected through ``num_virtual`` virtual
-  cameras around the mean pelvis position, without distortion, with confidence 1.
+  cameras of the rig (:mod:`raypose.data.rig`: cameras that follow the subject, drawn over
+  viewpoints, lenses and image shapes), without distortion, with confidence 1.
 - Camera-frame 3D (COCO pseudo-labels, 3DHP) is used as it is.
 3D targets are root-relative (pelvis = joint 0) camera-frame metres.
 """
@@ -15,8 +16,10 @@ from typing import Optional
 
 import numpy as np
 
-from raypose.cameras import Camera, virtual_cameras
+from raypose.cameras import Camera
+from raypose.config import RigConfig
 from raypose.data.record import SequenceRecord
+from raypose.data.rig import rig_views
 from raypose.errors import RayposeDataError
 from raypose.skeleton import ROOT
 
@@ -49,23 +52,27 @@ def project_view(positions_cam: np.ndarray, camera: Camera, distort: bool) -> np
     return np.concatenate([xy, np.ones(xy.shape[:-1] + (1,), np.float32)], -1).astype(np.float32)
 
 
-def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4) -> list[View]:
-    """Per-camera views of ``record`` (virtual cameras drawn from ``rng`` for 3D-only world data)."""
+def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4,
+          rig: Optional[RigConfig] = None) -> list[View]:
+    """Per-camera views of ``record`` (virtual cameras of ``rig`` drawn from ``rng`` for 3D-only
+    world data; the default rig when None)."""
     T = record.num_frames
     valid = np.ones(T, bool) if record.valid is None else np.asarray(record.valid, bool).reshape(-1)
     if valid.shape[0] != T:
         raise RayposeDataError(record.source_path, f"{record.key}: valid has {valid.shape[0]} "
                                                    f"frames, expected {T}")
     pos = record.positions_3d
-    cameras, distort = record.cameras, True
+    cameras = record.cameras
     if record.keypoints_2d is None:
         if pos is None:
             raise RayposeDataError(record.source_path, f"{record.key} has neither 2D nor 3D")
         if not cameras:
             if record.frame_3d != "world":
                 raise RayposeDataError(record.source_path, f"{record.key}: camera-frame 3D needs its camera")
-            cameras = virtual_cameras(pos[:, ROOT].mean(0), num_virtual, rng)
-            distort = False
+            return [View(record.dataset, record.subject, record.action, rv.camera, float(record.fps),
+                         project_view(rv.positions_cam, rv.camera, distort=False),
+                         root_relative(rv.positions_cam), valid.copy())
+                    for rv in rig_views(pos, record.fps, num_virtual, rig or RigConfig(), rng, record.key)]
     elif len(record.keypoints_2d) != len(cameras):
         raise RayposeDataError(record.source_path, f"{record.key} has {len(record.keypoints_2d)} "
                                                    f"2D tracks but {len(cameras)} cameras")
@@ -74,7 +81,7 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
         cam_pos = None
         if pos is not None:
             cam_pos = pos if record.frame_3d == "camera" else cam.world_to_camera(pos)
-        kp = record.keypoints_2d[c] if record.keypoints_2d is not None else project_view(cam_pos, cam, distort)
+        kp = record.keypoints_2d[c] if record.keypoints_2d is not None else project_view(cam_pos, cam, distort=True)
         out.append(View(record.dataset, record.subject, record.action, cam, float(record.fps),
                         kp.astype(np.float32, copy=False),
                         None if cam_pos is None else root_relative(cam_pos), valid.copy()))

@@ -87,6 +87,14 @@ def datasets(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def check_data(cfg: Config) -> dict[str, list[str]]:
+    """Every split's subjects over all sources; unknown names or no training data raise
+    :class:`~raypose.errors.ConfigError` here, before Ray starts (not 0 steps and a NaN loss)."""
+    from raypose.data.pipeline import check_splits
+
+    return check_splits(cfg.data)
+
+
 def stage_config(cfg: Config, stage: str) -> Config:
     """``cfg`` with ``train.stage`` set and that stage's ``train.stage_overrides`` applied."""
     return cfg.with_overrides({"train.stage": stage, **cfg.train.stage_overrides.get(stage, {})})
@@ -132,6 +140,7 @@ def fit(cfg: Config, stage: str) -> tuple[str, Any]:
     """Run one stage to the end; (checkpoint path/URI, Ray Train Result)."""
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be pretrain or finetune, got {stage!r}")
+    check_data(stage_config(cfg, stage))
     ensure_ray()
     result = make_trainer(cfg, stage).fit()
     return checkpoint_uri(result, stage, stage_config(cfg, stage)), result

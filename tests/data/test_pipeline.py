@@ -118,3 +118,43 @@ def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
     mixed = dataclasses.replace(cfg, sources=[SourceConfig(name="a", weight=3.0), SourceConfig(name="b", weight=1.0)])
     n = pipeline.build_datasets(mixed, seed=0)["train"].count()
     assert 1.6 * counts["train"] <= n <= 2.4 * counts["train"]
+
+
+def test_check_splits_knows_subjects_over_all_sources_together(shared_data):
+    both = [SourceConfig(name="mocap", path=str(shared_data / "mocap_h36m17.npz")),
+            SourceConfig(name="cmu", path=str(shared_data / "cmu_h36m17.npz"))]
+    # climb_b exists only in the first source, cmu_01 only in the second: both are known
+    cfg = DataConfig(sources=both, train_subjects=["climb_a", "cmu_01"], val_subjects=["cmu_02"],
+                     test_subjects=["climb_b"])
+    got = pipeline.check_splits(cfg)
+    assert got == {"train": ["climb_a", "cmu_01"], "val": ["cmu_02"], "test": ["climb_b"]}
+    # the original failure: unknown names were dropped per source and the run trained on nothing
+    bad = dataclasses.replace(cfg, train_subjects=["S1", "climb_a", "S5"])
+    with pytest.raises(ConfigError) as e:
+        pipeline.check_splits(bad)
+    msg = str(e.value)
+    assert "data.train_subjects" in msg and "S1, S5" in msg and "climb_a," not in msg.split(";")[0]
+    assert "climb_b" in msg and "cmu_07" in msg and "deepmimic" in msg   # the known ones, from both
+    with pytest.raises(ConfigError, match="val_subjects names subjects no source has: S8"):
+        pipeline.check_splits(dataclasses.replace(cfg, val_subjects=["S8"]))
+
+
+def test_check_splits_refuses_an_empty_training_split(shared_data):
+    src = [SourceConfig(name="mocap", path=str(shared_data / "mocap_h36m17.npz"))]
+    cfg = DataConfig(sources=src, val_subjects=["climb_a", "deepmimic"], test_subjects=["climb_b"])
+    with pytest.raises(ConfigError, match="training split is empty"):
+        pipeline.check_splits(cfg)
+    with pytest.raises(ConfigError, match="more than one split"):
+        DataConfig(sources=src, train_subjects=["climb_a"], test_subjects=["climb_a"])
+    # no lists: the data-driven default always keeps a training subject
+    assert pipeline.check_splits(DataConfig(sources=src))["train"]
+
+
+def test_check_splits_reads_a_stores_manifest(tmp_path, mocap_views):
+    root = str(tmp_path / "store")
+    store.write_store(mocap_views, root, 1.0)
+    src = [SourceConfig(name="s", format="store", path=root)]
+    assert pipeline.check_splits(DataConfig(sources=src))["train"]
+    with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9, S11; "
+                                          r"known subjects: climb_a, climb_b, deepmimic"):
+        pipeline.check_splits(DataConfig(sources=src, test_subjects=["S9", "S11"]))

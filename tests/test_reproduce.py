@@ -304,7 +304,7 @@ def test_pretrained_encoders_load_into_the_finetuning_models():
         cfg = config.load(REPO / path)
         pre = build_from_config(stage_config(cfg, "pretrain"), "pretrain")
         lift = build_from_config(stage_config(cfg, "finetune"), "finetune")
-        loaded = set(lift.load_pretrained(pre.encoder_state_dict()))
+        loaded = set(lift.load_pretrained(pre.encoder_state_dict()).loaded)
         wanted = {k for k in lift.state_dict() if k.startswith(lift.ENCODER_PREFIX)}
         assert wanted and wanted <= loaded, f"{path}: encoder tensors not handed over: {sorted(wanted - loaded)[:5]}"
 

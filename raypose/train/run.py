@@ -95,6 +95,14 @@ def check_data(cfg: Config) -> dict[str, list[str]]:
     return check_splits(cfg.data)
 
 
+def check_init(cfg: Config) -> None:
+    """Load ``train.init`` into the lifting model once on the driver: its report (loaded,
+    resampled, skipped) is printed, and a checkpoint that does not fit fails before Ray starts."""
+    from raypose.train.loop import build_model
+
+    build_model(cfg, "finetune", verbose=True)
+
+
 def stage_config(cfg: Config, stage: str) -> Config:
     """``cfg`` with ``train.stage`` set and that stage's ``train.stage_overrides`` applied."""
     return cfg.with_overrides({"train.stage": stage, **cfg.train.stage_overrides.get(stage, {})})
@@ -140,7 +148,10 @@ def fit(cfg: Config, stage: str) -> tuple[str, Any]:
     """Run one stage to the end; (checkpoint path/URI, Ray Train Result)."""
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be pretrain or finetune, got {stage!r}")
-    check_data(stage_config(cfg, stage))
+    staged = stage_config(cfg, stage)
+    check_data(staged)
+    if stage == "finetune" and staged.train.init:
+        check_init(staged)
     ensure_ray()
     result = make_trainer(cfg, stage).fit()
     return checkpoint_uri(result, stage, stage_config(cfg, stage)), result

@@ -158,3 +158,24 @@ def test_check_splits_reads_a_stores_manifest(tmp_path, mocap_views):
     with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9, S11; "
                                           r"known subjects: climb_a, climb_b, deepmimic"):
         pipeline.check_splits(DataConfig(sources=src, test_subjects=["S9", "S11"]))
+
+
+def test_every_shipped_config_on_the_embedded_data_resolves_or_is_refused():
+    # a smoke config inheriting the paper configs' val_subjects [S8] would otherwise validate on
+    # nothing; the H36M configs themselves must be refused on the embedded data, not run empty
+    from pathlib import Path
+
+    from raypose import config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(root.glob("*.yaml")) + sorted(root.glob("study/*.yaml")):
+        data = config.load(path).data
+        if any(s.path for s in data.sources):
+            continue
+        names = set(data.train_subjects + data.val_subjects + data.test_subjects)
+        if names & {"S1", "S8", "S9"}:
+            with pytest.raises(ConfigError, match="known subjects: climb_a, climb_b, deepmimic"):
+                pipeline.check_splits(data)
+        else:
+            splits = pipeline.check_splits(data)
+            assert splits["train"] and set(data.val_subjects) <= set(splits["val"]), path.name

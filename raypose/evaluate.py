@@ -207,7 +207,7 @@ def evaluate(checkpoint: str, split: Optional[str] = None, data_path: Optional[s
     ``split`` defaults to 'test' on the checkpoint's data and to 'all' for ``data_path`` (a
     user's own mocap); ``flip`` defaults to the checkpoint's ``train.flip_test``.
     """
-    from raypose.train.checkpoint import load_model
+    from raypose.checkpoints import load_model
 
     torch.manual_seed(0)
     model, cfg = load_model(checkpoint, s3_endpoint, stage="finetune")

@@ -275,3 +275,18 @@ def test_cli_dispatch_reaches_the_checkpoint_loader(tmp_path, capsys):
                   "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.npz")])
     assert cli.main([]) == 2
     assert "infer" in capsys.readouterr().out
+
+
+def test_inference_does_not_import_the_training_package():
+    # inference loads checkpoints through raypose.checkpoints, below both it and raypose/train/
+    import subprocess
+    import sys
+
+    code = ("import sys, raypose.infer, raypose.checkpoints; "
+            "bad = [m for m in sys.modules if m.startswith(('raypose.train', 'ray.train'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stdout + out.stderr
+    src = (Path(__file__).resolve().parents[1] / "raypose" / "infer.py").read_text()
+    assert "raypose.train" not in src

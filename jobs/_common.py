@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -27,3 +28,15 @@ def finish(uri: str) -> None:
     if ray.is_initialized():
         ray.shutdown()
     print(f"checkpoint: {uri}", flush=True)
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a job's ``main``; a configuration or data error ends it with its message and exit
+    code 2 (no traceback to dig through, and never a zero exit after training on nothing)."""
+    from raypose.errors import RayposeError
+
+    try:
+        main()
+    except RayposeError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -289,6 +289,10 @@ class TrainConfig:
     seed: int = 0
     #: Initial weights for fine-tuning: a checkpoint path or URI.
     init: str = ""
+    #: Refuse a train.init checkpoint whose encoder does not fit the model exactly (another
+    #: width, depth or model); false fine-tunes anyway, leaving the listed tensors as initialised.
+    #: Positional embeddings of another clip length are resampled either way.
+    init_strict: bool = True
     flip_test: bool = True
     #: Validation clips evaluated per epoch (every-frame centres, capped).
     val_max_clips: int = 2048

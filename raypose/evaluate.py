@@ -170,7 +170,9 @@ def _runs(filled: np.ndarray) -> list[slice]:
 
 
 def score(seqs: list[SequencePredictions]) -> dict[str, Any]:
-    """Frame-weighted metrics over every predicted frame, and the per-action table (mm)."""
+    """Frame-weighted metrics over every predicted frame, and the per-action table (mm): rows are
+    action families (:func:`raypose.metrics.action_name`), frame-weighted within a row; the
+    per-action mean is the plain mean over rows, as the papers report it."""
     if not seqs:
         raise ValueError("nothing was predicted: no valid frames with 3D ground truth")
     pred = np.concatenate([s.pred[s.filled] for s in seqs]).astype(np.float64) * MM
@@ -180,7 +182,8 @@ def score(seqs: list[SequencePredictions]) -> dict[str, Any]:
     en = metrics.n_mpjpe(pred, target, reduce=False)
     vel = [metrics.mpjve(s.pred[r].astype(np.float64) * MM, s.target[r].astype(np.float64) * MM, reduce=False)
            for s in seqs for r in _runs(s.filled) if r.stop - r.start >= 2]
-    actions = np.concatenate([[s.action] * int(s.filled.sum()) for s in seqs])
+    # H36M protocol: sub-actions ('Walking 1' with 'Walking') form one row of the table
+    actions = np.concatenate([[metrics.action_name(s.action)] * int(s.filled.sum()) for s in seqs])
     by_action = {a: e1[actions == a] for a in sorted(set(actions.tolist()))}
     by_action_p = {a: e2[actions == a] for a in by_action}
     table1 = metrics.per_action_errors(by_action)
@@ -204,7 +207,7 @@ def evaluate(checkpoint: str, split: Optional[str] = None, data_path: Optional[s
     ``split`` defaults to 'test' on the checkpoint's data and to 'all' for ``data_path`` (a
     user's own mocap); ``flip`` defaults to the checkpoint's ``train.flip_test``.
     """
-    from raypose.train.checkpoint import load_model
+    from raypose.checkpoints import load_model
 
     torch.manual_seed(0)
     model, cfg = load_model(checkpoint, s3_endpoint, stage="finetune")

@@ -26,8 +26,8 @@ import torch
 
 from raypose.cameras import normalize_screen
 from raypose.metrics import mpjpe, p_mpjpe
-from raypose.models.image_lift import (ImageLift, background_attention_share, background_fraction,
-                                       normalize_image)
+from raypose.imaging import normalize_image
+from raypose.models.image_lift import ImageLift, background_attention_share, background_fraction
 
 Batch = dict[str, torch.Tensor]
 

@@ -297,8 +297,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def load_checkpoint(uri: str, device: str = "cpu") -> tuple[torch.nn.Module, int, int]:
-    """(model, num_frames, stride) from a fine-tuning checkpoint (the training package's loader)."""
-    from raypose.train.checkpoint import load_model
+    """(model, num_frames, stride) from a fine-tuning checkpoint (no training package needed)."""
+    from raypose.checkpoints import load_model
 
     model, cfg = load_model(uri)
     num_frames, stride = int(cfg.data.num_frames), int(getattr(cfg.data, "stride", 1))

@@ -12,6 +12,7 @@ PCK/AUC on the 14 joints of the MPI-INF-3DHP protocol.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -204,9 +205,19 @@ def _frames(errors: Any) -> np.ndarray:
     return np.concatenate(flat) if flat else np.zeros(0)
 
 
+#: H36M spells two actions differently across subjects (S1 'TakingPhoto'/'WalkingDog', S9/S11
+#: 'Photo'/'WalkDog'); the papers' tables have one column each.
+ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
+
+
 def action_name(name: str) -> str:
-    """H36M action family: 'Walking 1' and 'Walking' → 'Walking' (VideoPose3D's grouping)."""
-    return name.split(" ")[0]
+    """H36M action family: 'Walking 1' and 'Walking' → 'Walking' (VideoPose3D's grouping).
+
+    Only a trailing number after whitespace is a sub-action index, so names of other datasets
+    ('climb_0', 'dance_a', 'Free dance') stay whole.
+    """
+    base = re.sub(r"\s+\d+$", "", name.strip())
+    return ACTION_ALIASES.get(base, base)
 
 
 def per_action_errors(errors_by_action: Mapping[str, Any], group_subactions: bool = False) -> dict[str, float]:

@@ -164,3 +164,16 @@ def test_cli_override_wins_over_per_stage_values():
     assert cfg.train.epochs == 3
     assert cfg.train.stage_overrides["pretrain"] == {"train.epochs": 3, "optim.lr": 1e-4}
     assert cfg.train.stage_overrides["finetune"] == {"train.epochs": 3}
+
+
+@pytest.mark.parametrize("name", ["pstmo", "pstmo_s", "pstmo_gt2d", "mpm", "aptpose", "pstmo_3dhp",
+                                  "aptpose_3dhp"])
+def test_paper_configs_validate_on_a_held_out_training_subject(name):
+    # the original failure: no validation split, so "best by validation MPJPE" was NaN
+    from raypose.train.run import stage_config
+
+    cfg = config.load(REPO / "configs" / f"{name}.yaml")
+    for stage in ("pretrain", "finetune"):
+        d = stage_config(cfg, stage).data
+        assert d.val_subjects == ["S8"] and d.train_subjects and d.test_subjects
+        assert not set(d.val_subjects) & (set(d.train_subjects) | set(d.test_subjects))

@@ -307,3 +307,18 @@ def test_footage_is_lifted_at_the_models_frame_rate():
     np.testing.assert_allclose(mid, expected, rtol=1e-4)
     plain = infer.lift_sequence(model, kp, 1000, 1000, 27, flip=False)
     np.testing.assert_allclose(plain[20:70, 1, 0], 200 * 26 / 30 / 1000 * 2, rtol=1e-4)
+
+
+def test_inference_does_not_import_the_training_package():
+    # inference loads checkpoints through raypose.checkpoints, below both it and raypose/train/
+    import subprocess
+    import sys
+
+    code = ("import sys, raypose.infer, raypose.checkpoints; "
+            "bad = [m for m in sys.modules if m.startswith(('raypose.train', 'ray.train'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stdout + out.stderr
+    src = (Path(__file__).resolve().parents[1] / "raypose" / "infer.py").read_text()
+    assert "raypose.train" not in src

@@ -183,7 +183,7 @@ def to_torch_batch(batch: dict[str, np.ndarray], device: Any = "cpu") -> dict[st
     """
     import torch
 
-    from raypose.models.image_lift import normalize_image
+    from raypose.imaging import normalize_image
 
     kp = np.asarray(batch["keypoints_2d"], np.float32)
     cam = np.asarray(batch.get("camera", np.zeros((len(kp), CAMERA_ARRAY_SIZE))), np.float64)

@@ -137,6 +137,53 @@ def _splits(data_cfg: DataConfig, subject_frames: dict[str, int],
     return store.assign_splits(subject_frames)
 
 
+def source_subject_frames(src: SourceConfig, data_cfg: DataConfig) -> dict[str, int]:
+    """Frames per subject of one source: a store's manifest, or a raw source's records."""
+    if src.format == "store":
+        manifest = store.read_manifest(src.path, data_cfg.s3_endpoint)
+        return {s: int(e["frames"]) for s, e in manifest["subjects"].items()}
+    from raypose.data.sources import read_source
+
+    frames: dict[str, int] = {}
+    for rec in read_source(src, data_cfg.target_fps, s3_endpoint=data_cfg.s3_endpoint):
+        frames[rec.subject] = frames.get(rec.subject, 0) + rec.num_frames
+    return frames
+
+
+def _source_label(src: SourceConfig) -> str:
+    return f"{src.name} ({src.path or 'embedded mocap'})"
+
+
+def check_splits(data_cfg: DataConfig) -> dict[str, list[str]]:
+    """The subjects of every split over all sources together, or a :class:`ConfigError`.
+
+    Why: split lists are filtered per source (a subject may live in only one of several
+    sources), so a misspelt or foreign name (H36M's S1 against the embedded mocap) would
+    otherwise vanish silently and a run could train on nothing. A name is unknown only if no
+    configured source has it; an empty training split is refused before Ray starts.
+    """
+    per_source = {_source_label(src): source_subject_frames(src, data_cfg) for src in data_cfg.sources}
+    known = sorted({s for frames in per_source.values() for s in frames})
+    for split in SPLITS:
+        names = getattr(data_cfg, f"{split}_subjects")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"data.{split}_subjects names subjects no source has: {', '.join(map(str, unknown))}; "
+                f"known subjects: {', '.join(known) or '(none)'} (sources: {', '.join(per_source)})")
+    out: dict[str, list[str]] = {k: [] for k in SPLITS}
+    for src, frames in zip(data_cfg.sources, per_source.values()):
+        manifest = store.read_manifest(src.path, data_cfg.s3_endpoint) if src.format == "store" else {}
+        for split, subjects in _splits(data_cfg, frames, manifest.get("splits")).items():
+            out[split] = sorted(set(out[split]) | set(subjects))
+    if not out["train"]:
+        raise ConfigError(
+            f"the training split is empty: train_subjects={data_cfg.train_subjects}, "
+            f"val_subjects={data_cfg.val_subjects}, test_subjects={data_cfg.test_subjects} leave "
+            f"no subject of {', '.join(known) or '(no subjects at all)'} for training")
+    return out
+
+
 def raw_views(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int = 0,
               still_noise: Optional[StillNoise] = None) -> list[Any]:
     """Views of a raw source, built in memory by the readers (deterministic for a seed).

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from raypose.models.aptpose import APTPoseLift, APTPosePretrain
-from raypose.models.baseline import MartinezBaseline, WindowMLP
+from raypose.models.baseline import MartinezBaseline, WindowMLPLift
 from raypose.models.blocks import default_strides
 from raypose.models.image_lift import ImageLift
 from raypose.models.mpm import MPMLift, MPMPretrain
@@ -30,7 +30,7 @@ REGISTRY: dict[str, tuple[Optional[type], type, dict[str, Any]]] = {
     "mpm": (MPMPretrain, MPMLift, dict(_COMMON, depth=4, decoder_depth=1)),
     "aptpose": (APTPosePretrain, APTPoseLift, dict(_COMMON, depth=4, decoder_depth=3, fusion="mul")),
     "baseline": (None, MartinezBaseline, dict(hidden=1024, blocks=2, dropout=0.5)),
-    "window_mlp": (None, WindowMLP, dict(hidden=1024, blocks=2, dropout=0.25)),
+    "window_mlp": (None, WindowMLPLift, dict(hidden=1024, blocks=2, dropout=0.25)),
     "image_lift": (None, ImageLift, dict(dim=128, ffn_dim=256, heads=4, depth=3, dropout=0.1)),
 }
 

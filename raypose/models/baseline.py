@@ -29,7 +29,7 @@ class MartinezBaseline(nn.Module):
         return {"centre": self.mlp(x.flatten(1)).reshape(-1, 1, NUM_JOINTS, 3)}
 
 
-class WindowMLP(nn.Module):
+class WindowMLPLift(nn.Module):
     """The Martinez MLP over a whole window: F frames × 17 joints × (x, y, seen) → centre 3D.
 
     A temporal lifter at almost the single-frame MLP's cost (only the first layer grows with F),

@@ -7,12 +7,14 @@ statistics as the reference 1×1 Conv1d + BatchNorm1d over ``(N, C, F)``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raypose.errors import ConfigError
 from raypose.skeleton import NUM_JOINTS
 
 
@@ -442,24 +444,103 @@ class LiftingTail(nn.Module):
         return {"multi": self.multi_head(tokens), "centre": self.centre_head(self.mofa(tokens))}
 
 
+@dataclass
+class LoadReport:
+    """What :meth:`PretrainedEncoderMixin.load_pretrained` did with every encoder tensor.
+
+    Why it exists: a tensor skipped silently stays randomly initialised and fine-tuning then
+    quietly starts from a half-pretrained model (e.g. a checkpoint of another width).
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    #: ``name: (1, 27, d) -> (1, 81, d)`` positional embeddings interpolated to this length
+    resampled: list[str] = field(default_factory=list)
+    #: ``name: why`` tensors left at their initial values (or checkpoint tensors not taken)
+    skipped: list[str] = field(default_factory=list)
+    #: checkpoint tensors of pretraining-only parts the lifting model has no use for
+    unused: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"loaded {len(self.loaded)} encoder tensors"
+               + (f" ({len(self.resampled)} positional embeddings resampled)" if self.resampled else "")]
+        out += [f"  resampled {r}" for r in self.resampled]
+        out += [f"  skipped {r}" for r in self.skipped]
+        if self.unused:
+            out.append(f"  not used (pretraining only): {len(self.unused)} tensors, e.g. {self.unused[0]}")
+        return out
+
+
+def resample_positions(pos: torch.Tensor, length: int) -> torch.Tensor:
+    """A learned (1, F, D) positional embedding linearly interpolated to (1, length, D)."""
+    x = pos.detach().float().transpose(1, 2)                    # (1, D, F)
+    y = F.interpolate(x, size=length, mode="linear", align_corners=True)
+    return y.transpose(1, 2).to(pos.dtype).contiguous()
+
+
+def _is_positional(name: str, theirs: torch.Size, ours: torch.Size) -> bool:
+    """Same (1, ·, D) frame-position table at another number of frames."""
+    return ("pos_embed" in name and len(theirs) == len(ours) == 3 and theirs[0] == ours[0] == 1
+            and theirs[2] == ours[2] and theirs[1] != ours[1])
+
+
 class PretrainedEncoderMixin:
     """Weight hand-over between stages by parameter name (prefix ``encoder.``).
 
     A pretraining model's ``encoder_state_dict()`` holds its ``encoder`` submodule's tensors;
-    a lifting model's ``load_pretrained`` copies those whose names and shapes it shares.
+    a lifting model's ``load_pretrained`` copies them by name, resamples positional embeddings
+    of another clip length, and refuses (``strict``) any other mismatch, listing each one.
     """
 
     ENCODER_PREFIX = "encoder."
+    #: Name prefixes of encoder parts only pretraining has (e.g. MPM's 3D stem): not a mismatch.
+    PRETRAINING_ONLY: tuple[str, ...] = ()
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.startswith(self.ENCODER_PREFIX)}
 
-    def load_pretrained(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
-        own = self.state_dict()
-        take = {k: v for k, v in state_dict.items()
-                if k.startswith(self.ENCODER_PREFIX) and k in own and own[k].shape == v.shape}
+    def plan_pretrained(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], LoadReport]:
+        """(tensors to load, report) — nothing is loaded yet."""
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(self.ENCODER_PREFIX)}
+        theirs = {k: v for k, v in state_dict.items() if k.startswith(self.ENCODER_PREFIX)}
+        take: dict[str, torch.Tensor] = {}
+        report = LoadReport()
+        for k, mine in own.items():
+            if k not in theirs:
+                report.skipped.append(f"{k}: not in the checkpoint (stays randomly initialised)")
+            elif theirs[k].shape == mine.shape:
+                take[k] = theirs[k]
+                report.loaded.append(k)
+            elif _is_positional(k, theirs[k].shape, mine.shape):
+                take[k] = resample_positions(theirs[k], mine.shape[1])
+                report.loaded.append(k)
+                report.resampled.append(f"{k}: {tuple(theirs[k].shape)} -> {tuple(mine.shape)}")
+            else:
+                report.skipped.append(f"{k}: shape {tuple(theirs[k].shape)} in the checkpoint, "
+                                      f"{tuple(mine.shape)} here")
+        for k in theirs.keys() - own.keys():
+            if self.PRETRAINING_ONLY and k.startswith(self.PRETRAINING_ONLY):
+                report.unused.append(k)
+            else:
+                report.skipped.append(f"{k}: in the checkpoint, no tensor of that name here")
+        report.loaded.sort()
+        report.skipped.sort()
+        report.unused.sort()
+        return take, report
+
+    def load_pretrained(self, state_dict: dict[str, torch.Tensor], strict: bool = True) -> LoadReport:
+        """Load the encoder tensors of a pretraining model; a skipped tensor is a
+        :class:`~raypose.errors.ConfigError` unless ``strict`` is False (then it is reported)."""
+        take, report = self.plan_pretrained(state_dict)
+        if strict and report.skipped:
+            raise ConfigError(
+                f"pretrained encoder does not fit this model: {len(report.skipped)} tensors would be "
+                f"skipped ({len(report.loaded)} fit):\n" + "\n".join(f"  {r}" for r in report.skipped)
+                + "\n(same model, width and depth needed; train.init_strict: false fine-tunes anyway "
+                  "with those tensors left as initialised)")
+        if not report.loaded:
+            raise ConfigError("pretrained encoder: no tensor matched this model")
         self.load_state_dict(take, strict=False)
-        return sorted(take)
+        return report
 
 
 def iter_modules_of(model: nn.Module, kinds: Iterable[type]) -> list[nn.Module]:

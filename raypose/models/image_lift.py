@@ -35,9 +35,6 @@ from raypose.models.backbones import build_backbone
 from raypose.models.blocks import QueryLayer, SpatialMaskToken, TransformerLayer
 from raypose.skeleton import NUM_JOINTS
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
-
 
 # ----------------------------------------------------------------------------- token selection
 
@@ -201,14 +198,6 @@ class ImageLift(nn.Module):
             refined = self.refined_head(x[:, :NUM_JOINTS]).unsqueeze(1)
             out.update(refined=refined, centre=refined)
         return out
-
-
-def normalize_image(image_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 → (N, 3, H, W) float, ImageNet mean/std (what pretrained backbones expect)."""
-    x = image_uint8.permute(0, 3, 1, 2).float().div(255.0)
-    mean = torch.tensor(IMAGE_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def background_attention_share(attn: torch.Tensor, keypoints_crop: torch.Tensor, patch_centres: torch.Tensor,

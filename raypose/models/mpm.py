@@ -88,6 +88,9 @@ class MPMPretrain(PretrainedEncoderMixin, nn.Module):
 class MPMLift(PretrainedEncoderMixin, nn.Module):
     """Stage II: 2D stem + shared layers (loaded by name) → lifting tail."""
 
+    #: the 3D modality's token and stem serve only masked-3D pretraining
+    PRETRAINING_ONLY = ("encoder.mask_token_3d.", "encoder.stem_3d.")
+
     def __init__(self, num_frames: int, dim: int = 256, depth: int = 4, heads: int = 8,
                  ffn_dim: int = 512, dropout: float = 0.1, sem_hidden: int = 512,
                  strides: Optional[Sequence[int]] = None):

@@ -31,13 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from raypose import config as config_mod
+from raypose import checkpoints
+from raypose.checkpoints import (CONFIG_FILE, FORMAT_VERSION, META_FILE, MODEL_FILE,  # noqa: F401
+                                 config_from_json, load_encoder, load_model, load_state, safe_load)
 from raypose.config import Config
-
-MODEL_FILE = "model.pt"
-META_FILE = "meta.pt"
-CONFIG_FILE = "config.json"
-FORMAT_VERSION = 1
 
 
 def rng_file(rank: int) -> str:
@@ -68,11 +65,6 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def safe_load(path: str | Path, device: Any = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and primitive containers only."""
-    return torch.load(path, map_location=device, weights_only=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,42 +163,9 @@ def write_checkpoint(directory: str | Path, strategy: Any, progress: Progress, c
 # reading
 # --------------------------------------------------------------------------------------------
 
-def _known_keys(values: dict[str, Any], cls: type = Config, where: str = "") -> tuple[dict[str, Any], list[str]]:
-    """``values`` without keys this version's config dataclasses lack (and which they were)."""
-    import dataclasses
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    out, dropped = {}, []
-    for k, v in values.items():
-        if k not in hints:
-            dropped.append(f"{where}{k}")
-        elif isinstance(v, dict) and dataclasses.is_dataclass(hints[k]):
-            out[k], more = _known_keys(v, hints[k], f"{where}{k}.")
-            dropped += more
-        else:
-            out[k] = v
-    return out, dropped
-
-
-def config_from_json(text: str) -> Config:
-    """The checkpoint's config; keys a newer/older raypose no longer knows are dropped, loudly."""
-    values = json.loads(text)
-    try:
-        return config_mod.from_dict(values)
-    except Exception:
-        kept, dropped = _known_keys(values)
-        if not dropped:
-            raise
-        import warnings
-
-        warnings.warn(f"checkpoint config keys unknown to this raypose were ignored: {dropped}")
-        return config_mod.from_dict(kept)
-
-
 def read_meta(directory: str | Path) -> dict[str, Any]:
-    meta = safe_load(Path(directory) / META_FILE)
-    meta["config"] = config_from_json(meta["config_json"])
+    """:func:`raypose.checkpoints.read_meta` with ``progress`` as a :class:`Progress`."""
+    meta = checkpoints.read_meta(directory)
     meta["progress"] = Progress.from_dict(meta["progress"])
     return meta
 
@@ -233,59 +192,6 @@ def restore(directory: str | Path, strategy: Any, generator: Optional[torch.Gene
     if path.exists():
         set_rng_state(safe_load(path), generator)
     return meta["progress"]
-
-
-def _local_copy(uri: str, s3_endpoint: str = "") -> tuple[Path, Optional[tempfile.TemporaryDirectory]]:
-    """A local directory holding the checkpoint at ``uri`` (downloaded for s3://)."""
-    if uri.startswith("s3://"):
-        import pyarrow.fs as pafs
-
-        endpoint = s3_endpoint or os.environ.get("RAYPOSE_S3_ENDPOINT", "") or os.environ.get("AWS_ENDPOINT_URL", "")
-        fs = pafs.S3FileSystem(endpoint_override=endpoint or None)
-        tmp = tempfile.TemporaryDirectory(prefix="raypose-ckpt-")
-        pafs.copy_files(uri[len("s3://"):].rstrip("/"), tmp.name, source_filesystem=fs,
-                        destination_filesystem=pafs.LocalFileSystem())
-        return Path(tmp.name), tmp
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
-    return Path(uri), None
-
-
-def load_state(path_or_uri: str, s3_endpoint: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(model state_dict, meta) of a checkpoint directory, local or s3://."""
-    local, tmp = _local_copy(str(path_or_uri), s3_endpoint)
-    try:
-        if not (local / MODEL_FILE).is_file():
-            from raypose.errors import RayposeDataError
-
-            raise RayposeDataError(str(path_or_uri), f"not a raypose checkpoint (no {MODEL_FILE})")
-        return safe_load(local / MODEL_FILE), read_meta(local)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
-
-def load_model(path_or_uri: str, s3_endpoint: str = "", stage: Optional[str] = None
-               ) -> tuple[nn.Module, Config]:
-    """Rebuild the model saved at ``path_or_uri`` (a checkpoint dir, local or s3://), eval mode.
-
-    ``stage`` defaults to the stage the checkpoint was trained in.
-    """
-    from raypose.models import build_from_config
-
-    state, meta = load_state(path_or_uri, s3_endpoint)
-    cfg = meta["config"]
-    model = build_from_config(cfg, stage or meta["stage"])
-    model.load_state_dict(state)
-    return model.eval(), cfg
-
-
-def load_encoder(path_or_uri: str, s3_endpoint: str = "") -> dict[str, torch.Tensor]:
-    """The encoder tensors of a (pretraining) checkpoint, for a lifting model's ``load_pretrained``."""
-    model, _ = load_model(path_or_uri, s3_endpoint)
-    if hasattr(model, "encoder_state_dict"):
-        return model.encoder_state_dict()
-    return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
 
 
 def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None) -> Optional[str]:

@@ -28,6 +28,7 @@ from torch import nn
 
 from raypose import config as config_mod
 from raypose.config import Config
+from raypose.errors import ConfigError
 from raypose.train import checkpoint as ckpt
 from raypose.train.strategy import Strategy, WorkerInfo, make_strategy, worker_info
 
@@ -70,18 +71,22 @@ def config_from_loop_dict(config: dict[str, Any]) -> Config:
     return config_mod.from_dict(config)
 
 
-def build_model(cfg: Config, stage: str) -> nn.Module:
-    """The registry model for ``stage``; fine-tuning loads ``train.init``'s encoder if set."""
+def build_model(cfg: Config, stage: str, verbose: bool = False) -> nn.Module:
+    """The registry model for ``stage``; fine-tuning loads ``train.init``'s encoder if set
+    (what was loaded, resampled and skipped is printed when ``verbose``)."""
     from raypose.models import build_from_config
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_from_config(cfg, stage)
     if stage == "finetune" and cfg.train.init:
         encoder = ckpt.load_encoder(cfg.train.init, storage_endpoint(cfg))
-        loaded = model.load_pretrained(encoder)
-        if not loaded:
-            raise RuntimeError(f"train.init {cfg.train.init}: no encoder weights matched the "
-                               f"{cfg.model.name} lifting model")
+        try:
+            report = model.load_pretrained(encoder, strict=cfg.train.init_strict)
+        except ConfigError as e:
+            raise ConfigError(f"train.init {cfg.train.init}: {e}") from None
+        if verbose:
+            for line in report.lines():
+                print(f"[finetune] train.init: {line}", flush=True)
     return model
 
 

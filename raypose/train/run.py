@@ -87,6 +87,22 @@ def datasets(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def check_data(cfg: Config) -> dict[str, list[str]]:
+    """Every split's subjects over all sources; unknown names or no training data raise
+    :class:`~raypose.errors.ConfigError` here, before Ray starts (not 0 steps and a NaN loss)."""
+    from raypose.data.pipeline import check_splits
+
+    return check_splits(cfg.data)
+
+
+def check_init(cfg: Config) -> None:
+    """Load ``train.init`` into the lifting model once on the driver: its report (loaded,
+    resampled, skipped) is printed, and a checkpoint that does not fit fails before Ray starts."""
+    from raypose.train.loop import build_model
+
+    build_model(cfg, "finetune", verbose=True)
+
+
 def stage_config(cfg: Config, stage: str) -> Config:
     """``cfg`` with ``train.stage`` set and that stage's ``train.stage_overrides`` applied."""
     return cfg.with_overrides({"train.stage": stage, **cfg.train.stage_overrides.get(stage, {})})
@@ -154,6 +170,10 @@ def fit(cfg: Config, stage: str) -> tuple[str, Any]:
 
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be pretrain or finetune, got {stage!r}")
+    staged = stage_config(cfg, stage)
+    check_data(staged)
+    if stage == "finetune" and staged.train.init:
+        check_init(staged)
     ensure_ray()
     # a cluster joined through RAY_ADDRESS may autoscale; a local Ray has the CPUs it has
     check_cpu_budget(stage_config(cfg, stage), float(ray.cluster_resources().get("CPU", 0.0)),

@@ -78,3 +78,16 @@ def test_ray_stream_crops_person_boxes(tmp_path, ray_local):
         assert (kp >= 0).all() and (kp[:, 0] < 96).all() and (kp[:, 1] < 128).all()
         x, y = kp.astype(int).T
         assert img[y, x].mean() > 60 and img.mean() < 40   # dots land on the keypoints
+
+
+def test_the_data_package_imports_no_model():
+    # raypose/data/ knows no model (DESIGN.md): image normalisation lives in raypose/imaging.py
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "raypose" / "data"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("raypose.models") for n in names), f"{path} imports {names}"

@@ -148,3 +148,64 @@ def test_training_batches_mix_many_sequences_and_views(ray_local, shared_data):
     uniform = np.mean([len(set(rng.choice(codes, cfg.batch_size, replace=False))) for _ in range(500)])
     assert np.mean(mixed) >= 0.85 * uniform, (mixed, uniform)
     assert np.mean(plain) < 0.5 * uniform, (plain, uniform)
+
+
+def test_check_splits_knows_subjects_over_all_sources_together(shared_data):
+    both = [SourceConfig(name="mocap", path=str(shared_data / "mocap_h36m17.npz")),
+            SourceConfig(name="cmu", path=str(shared_data / "cmu_h36m17.npz"))]
+    # climb_b exists only in the first source, cmu_01 only in the second: both are known
+    cfg = DataConfig(sources=both, train_subjects=["climb_a", "cmu_01"], val_subjects=["cmu_02"],
+                     test_subjects=["climb_b"])
+    got = pipeline.check_splits(cfg)
+    assert got == {"train": ["climb_a", "cmu_01"], "val": ["cmu_02"], "test": ["climb_b"]}
+    # the original failure: unknown names were dropped per source and the run trained on nothing
+    bad = dataclasses.replace(cfg, train_subjects=["S1", "climb_a", "S5"])
+    with pytest.raises(ConfigError) as e:
+        pipeline.check_splits(bad)
+    msg = str(e.value)
+    assert "data.train_subjects" in msg and "S1, S5" in msg and "climb_a," not in msg.split(";")[0]
+    assert "climb_b" in msg and "cmu_07" in msg and "deepmimic" in msg   # the known ones, from both
+    with pytest.raises(ConfigError, match="val_subjects names subjects no source has: S8"):
+        pipeline.check_splits(dataclasses.replace(cfg, val_subjects=["S8"]))
+
+
+def test_check_splits_refuses_an_empty_training_split(shared_data):
+    src = [SourceConfig(name="mocap", path=str(shared_data / "mocap_h36m17.npz"))]
+    cfg = DataConfig(sources=src, val_subjects=["climb_a", "deepmimic"], test_subjects=["climb_b"])
+    with pytest.raises(ConfigError, match="training split is empty"):
+        pipeline.check_splits(cfg)
+    with pytest.raises(ConfigError, match="more than one split"):
+        DataConfig(sources=src, train_subjects=["climb_a"], test_subjects=["climb_a"])
+    # no lists: the data-driven default always keeps a training subject
+    assert pipeline.check_splits(DataConfig(sources=src))["train"]
+
+
+def test_check_splits_reads_a_stores_manifest(tmp_path, mocap_views):
+    root = str(tmp_path / "store")
+    store.write_store(mocap_views, root, 1.0)
+    src = [SourceConfig(name="s", format="store", path=root)]
+    assert pipeline.check_splits(DataConfig(sources=src))["train"]
+    with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9, S11; "
+                                          r"known subjects: climb_a, climb_b, deepmimic"):
+        pipeline.check_splits(DataConfig(sources=src, test_subjects=["S9", "S11"]))
+
+
+def test_every_shipped_config_on_the_embedded_data_resolves_or_is_refused():
+    # a smoke config inheriting the paper configs' val_subjects [S8] would otherwise validate on
+    # nothing; the H36M configs themselves must be refused on the embedded data, not run empty
+    from pathlib import Path
+
+    from raypose import config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(root.glob("*.yaml")) + sorted(root.glob("study/*.yaml")):
+        data = config.load(path).data
+        if any(s.path for s in data.sources):
+            continue
+        names = set(data.train_subjects + data.val_subjects + data.test_subjects)
+        if names & {"S1", "S8", "S9"}:
+            with pytest.raises(ConfigError, match="known subjects: climb_a, climb_b, deepmimic"):
+                pipeline.check_splits(data)
+        else:
+            splits = pipeline.check_splits(data)
+            assert splits["train"] and set(data.val_subjects) <= set(splits["val"]), path.name

@@ -67,7 +67,7 @@ def test_pretrained_weights_load_by_name(tiny):
     pre = build("aptpose", 27, "pretrain", **tiny, decoder_depth=1)
     lift = build("aptpose", 27, **tiny).eval()
     enc = pre.encoder_state_dict()
-    assert sorted(lift.load_pretrained(enc)) == sorted(enc)
+    assert sorted(lift.load_pretrained(enc).loaded) == sorted(enc)
     x = torch.randn(2, 27, 17, 2)
     before = lift(x)["centre"]
     with torch.no_grad():

@@ -84,3 +84,58 @@ def test_no_block_defined_twice():
                 # model files only compose blocks; backbones.py is the image-CNN library
                 if path.name not in ("blocks.py", "backbones.py"):
                     assert node.name.endswith(("Encoder", "Pretrain", "Lift", "Baseline")), node.name
+
+
+# ----------------------------------------------------------------------------- pretrained hand-over
+
+TINY = dict(dim=32, ffn_dim=64, heads=2, depth=2, sem_hidden=64, dropout=0.0)
+
+
+def test_encoder_of_another_clip_length_is_resampled_not_dropped():
+    from raypose.models import build
+
+    pre = build("pstmo", 27, "pretrain", **TINY, decoder_depth=1)
+    lift = build("pstmo", 81, **TINY)
+    report = lift.load_pretrained(pre.encoder_state_dict())
+    pos = [k for k in report.loaded if "pos_embed" in k]
+    assert pos and not report.skipped and len(report.resampled) == len(pos)
+    assert report.resampled[0].endswith("(1, 27, 32) -> (1, 81, 32)")
+    for k in pos:   # linear over the same span: the ends and position 40 ≙ 13 are the source's
+        src, got = pre.encoder_state_dict()[k], lift.state_dict()[k]
+        torch.testing.assert_close(got[:, [0, -1]], src[:, [0, -1]])
+        torch.testing.assert_close(got[:, 40], src[:, 13])
+    others = [k for k in report.loaded if "pos_embed" not in k]
+    assert all(torch.equal(lift.state_dict()[k], pre.encoder_state_dict()[k]) for k in others)
+    assert any("resampled" in line for line in report.lines())
+
+
+def test_encoder_of_another_width_is_an_error_listing_the_skipped_tensors():
+    from raypose.errors import ConfigError
+    from raypose.models import build
+
+    pre = build("pstmo", 27, "pretrain", **{**TINY, "dim": 48, "heads": 2}, decoder_depth=1)
+    lift = build("pstmo", 27, **TINY)
+    before = {k: v.clone() for k, v in lift.state_dict().items()}
+    # the original failure: the tensors whose shapes matched were loaded, the rest silently not
+    with pytest.raises(ConfigError, match=r"shape \(1, 27, 48\) in the checkpoint, \(1, 27, 32\) here") as e:
+        lift.load_pretrained(pre.encoder_state_dict())
+    assert "init_strict" in str(e.value)
+    assert all(torch.equal(before[k], v) for k, v in lift.state_dict().items())   # nothing half-loaded
+    report = lift.load_pretrained(pre.encoder_state_dict(), strict=False)   # the user's opt-in
+    assert report.loaded and report.skipped
+    assert all("shape" in s for s in report.skipped)
+    assert any(line.startswith("  skipped encoder.") for line in report.lines())
+
+
+def test_a_checkpoint_tensor_the_model_lacks_is_listed_by_name():
+    from raypose.errors import ConfigError
+    from raypose.models import build
+
+    lift = build("pstmo", 27, **TINY)
+    enc = build("pstmo", 27, "pretrain", **TINY, decoder_depth=1).encoder_state_dict()
+    enc["encoder.extra.weight"] = torch.zeros(3)
+    with pytest.raises(ConfigError, match=r"encoder.extra.weight: in the checkpoint, no tensor of that name here"):
+        lift.load_pretrained(enc)
+    # MPM's 3D stem serves pretraining only: reported as unused, not an error
+    mpm = build("mpm", 27, **TINY).load_pretrained(build("mpm", 27, "pretrain", **TINY).encoder_state_dict())
+    assert not mpm.skipped and mpm.unused and all("_3d" in k for k in mpm.unused)

@@ -62,7 +62,7 @@ def test_pretrained_weights_load_by_name(tiny):
     pre = build("mpm", 27, "pretrain", **tiny)
     lift = build("mpm", 27, **tiny).eval()
     enc = pre.encoder_state_dict()
-    loaded = lift.load_pretrained(enc)
+    loaded = lift.load_pretrained(enc).loaded
     assert sorted(loaded) == sorted(k for k in enc if "_3d" not in k)
     x = torch.randn(2, 27, 17, 2)
     before = lift(x)["centre"]

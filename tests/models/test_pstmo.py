@@ -68,7 +68,7 @@ def test_pretrained_encoder_loads_into_lifting_model(tiny):
     pre = build("pstmo", 27, "pretrain", **tiny, decoder_depth=1)
     lift = build("pstmo", 27, **tiny).eval()
     enc = pre.encoder_state_dict()
-    loaded = lift.load_pretrained(enc)
+    loaded = lift.load_pretrained(enc).loaded
     assert sorted(loaded) == sorted(enc) and all(k.startswith("encoder.") for k in loaded)
     for k in loaded:
         assert torch.equal(lift.state_dict()[k], enc[k])

@@ -22,15 +22,19 @@ def test_epoch_batches_cap_and_mark_the_last():
     assert list(loop.epoch_batches(iter([]), None, ONE)) == []
 
 
-def test_pretrain_then_finetune_starts_from_the_encoder(tmp_path):
-    """The lifting model's encoder equals the pretraining checkpoint's; its head does not come from it."""
+def _pretrained(tmp_path):
+    """A tiny config and the checkpoint of one real pretraining epoch on it."""
     cfg = tiny_config("train.epochs=1")
     reports = []
     pre = run_local(cfg, "pretrain", lambda w, e, m: reports.append(m))
     assert reports[0]["stage"] == "pretrain" and torch.isfinite(torch.tensor(reports[0]["val_loss"]))
     assert reports[0]["lr"] == 1e-4  # stage_overrides: P-STMO's stage-I learning rate
-    path = ck.write_checkpoint(tmp_path / "pre", pre.strategy, pre.progress, pre.cfg, "pretrain")
+    return cfg, pre, ck.write_checkpoint(tmp_path / "pre", pre.strategy, pre.progress, pre.cfg, "pretrain")
 
+
+def test_pretrain_then_finetune_starts_from_the_encoder(tmp_path):
+    """The lifting model's encoder equals the pretraining checkpoint's; its head does not come from it."""
+    cfg, pre, path = _pretrained(tmp_path)
     encoder = pre.strategy.unwrapped().encoder_state_dict()
     lifted = loop.build_model(cfg.with_overrides({"train.init": str(path), "train.stage": "finetune"}), "finetune")
     scratch = loop.build_model(cfg.with_overrides({"train.stage": "finetune"}), "finetune")
@@ -39,6 +43,24 @@ def test_pretrain_then_finetune_starts_from_the_encoder(tmp_path):
     assert any(not torch.equal(state[k], base[k]) for k in encoder)
     tail = [k for k in state if not k.startswith("encoder.")]
     assert tail and all(torch.equal(state[k], base[k]) for k in tail)
+
+
+def test_finetune_init_of_another_width_or_length_is_explicit(tmp_path, capsys):
+    from raypose.errors import ConfigError
+
+    cfg, _, path = _pretrained(tmp_path)
+    init = {"train.init": str(path), "train.stage": "finetune"}
+    # the original failure: another width loaded what matched and skipped the rest silently
+    wider = cfg.with_overrides({**init, "model.dim": 2 * cfg.model.dim})
+    with pytest.raises(ConfigError, match=rf"train.init {path}: pretrained encoder does not fit"):
+        loop.build_model(wider, "finetune")
+    loop.build_model(wider.with_overrides({"train.init_strict": False}), "finetune", verbose=True)
+    assert "[finetune] train.init:   skipped encoder." in capsys.readouterr().out
+    # another clip length: positional embeddings resampled, everything else loaded as is
+    longer = cfg.with_overrides({**init, "data.num_frames": 2 * cfg.data.num_frames + 1})
+    loop.build_model(longer, "finetune", verbose=True)
+    out = capsys.readouterr().out
+    assert "positional embeddings resampled" in out and "skipped" not in out
 
 
 def test_finetune_epochs_report_loss_val_mpjpe_and_throughput():

@@ -186,7 +186,7 @@ def test_check_splits_reads_a_stores_manifest(tmp_path, mocap_views):
     src = [SourceConfig(name="s", format="store", path=root)]
     assert pipeline.check_splits(DataConfig(sources=src))["train"]
     with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9, S11; "
-                                          r"known subjects: climb_a, climb_b, deepmimic"):
+                                          r"known subjects: climb_a, climb_b, cmu_02, cmu_06, deepmimic"):
         pipeline.check_splits(DataConfig(sources=src, test_subjects=["S9", "S11"]))
 
 
@@ -204,7 +204,7 @@ def test_every_shipped_config_on_the_embedded_data_resolves_or_is_refused():
             continue
         names = set(data.train_subjects + data.val_subjects + data.test_subjects)
         if names & {"S1", "S8", "S9"}:
-            with pytest.raises(ConfigError, match="known subjects: climb_a, climb_b, deepmimic"):
+            with pytest.raises(ConfigError, match="known subjects: climb_a, climb_b, cmu_02, cmu_06, deepmimic"):
                 pipeline.check_splits(data)
         else:
             splits = pipeline.check_splits(data)

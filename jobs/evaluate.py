@@ -1,14 +1,16 @@
 """Evaluate a fine-tuned checkpoint: MPJPE, P-MPJPE, N-MPJPE, MPJVE, PCK/AUC, per-action table.
 
-    python jobs/evaluate.py                                   # latest fine-tune checkpoint
+    python jobs/evaluate.py                                   # the shipped model
+    python jobs/evaluate.py --checkpoint latest               # the newest fine-tuning run
     python jobs/evaluate.py --checkpoint <path or s3:// URI> --split test --out results.json
     python jobs/evaluate.py --checkpoint <ckpt> --data my_mocap.npz --no-flip
     python jobs/evaluate.py --checkpoint <ckpt> --calibrated ../shared/data/pose2sim_demo.npz
 
 `--data` takes any VideoPose3D-layout 3D npz (positions_3d[subject][action] (T, 17, 3) metres)
 and projects it through virtual cameras; its split defaults to `all`. Without `--data` the
-checkpoint's own data settings are used, split `test`. Without `--checkpoint`, the newest
-fine-tuning checkpoint under train.storage_path (default ~/ray_results) is used. `--calibrated`
+checkpoint's own data settings are used, split `test`. Without `--checkpoint` the model shipped in
+the package is scored; `--checkpoint latest` takes the newest fine-tuning checkpoint under
+train.storage_path (default ~/ray_results). `--calibrated`
 instead lifts real 2D detections from calibrated cameras (the Pose2Sim layout: COCO-17 pixels per
 camera, R, t, image size, multi-view 3D) camera by camera and scores them against the 3D seen from
 each camera. No Ray needed.
@@ -22,7 +24,9 @@ import _common
 
 def main(argv: list[str] | None = None) -> dict:
     p = _common.parser(__doc__)
-    p.add_argument("--checkpoint", default=None, help="checkpoint directory or s3:// URI")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint directory or s3:// URI; 'latest' = the newest fine-tuning run "
+                        "under train.storage_path; default: the shipped model")
     p.add_argument("--data", default=None, help="a VideoPose3D-layout 3D npz to evaluate on")
     p.add_argument("--calibrated", default=None,
                    help="an npz of real detections from calibrated cameras (pose2sim_demo.npz layout)")
@@ -38,9 +42,16 @@ def main(argv: list[str] | None = None) -> dict:
     from raypose.evaluate import evaluate, format_table, write_json
     from raypose.train.checkpoint import latest_checkpoint
 
-    checkpoint = args.checkpoint or latest_checkpoint(cfg.train.storage_path, stage="finetune")
-    if checkpoint is None:
-        sys.exit("no --checkpoint given and no fine-tuning checkpoint found; run jobs/finetune.py first")
+    checkpoint = args.checkpoint
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(cfg.train.storage_path, stage="finetune")
+        if checkpoint is None:
+            sys.exit("--checkpoint latest: no fine-tuning checkpoint found; run jobs/finetune.py first")
+    elif checkpoint is None:
+        from raypose.infer import SHIPPED_CHECKPOINT
+
+        checkpoint = str(SHIPPED_CHECKPOINT)
+        print(f"checkpoint: the shipped model ({checkpoint})", flush=True)
     if args.calibrated:
         return evaluate_cameras(checkpoint, args)
     result = evaluate(checkpoint, split=args.split, data_path=args.data, flip=args.flip,
@@ -61,9 +72,9 @@ def evaluate_cameras(checkpoint: str, args) -> dict:
     from raypose.infer import load_checkpoint
     from raypose.viz import format_table
 
-    model, num_frames, stride = load_checkpoint(checkpoint, device=args.device)
-    rows = evaluate_calibrated(model, args.calibrated, num_frames, stride,
-                               flip=True if args.flip is None else args.flip)
+    lifter = load_checkpoint(checkpoint, device=args.device)
+    rows = evaluate_calibrated(lifter.model, args.calibrated, lifter.num_frames, lifter.stride,
+                               flip=True if args.flip is None else args.flip, model_fps=lifter.fps)
     mean = {"camera": "all", "frames": sum(r["frames"] for r in rows), **mean_over_cameras(rows)}
     print(f"checkpoint {checkpoint}\n{args.calibrated}: real 2D per camera vs the multi-view 3D (mm)")
     print(format_table([*rows, mean]), flush=True)

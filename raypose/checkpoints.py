@@ -121,3 +121,24 @@ def load_encoder(path_or_uri: str, s3_endpoint: str = "") -> dict[str, torch.Ten
     if hasattr(model, "encoder_state_dict"):
         return model.encoder_state_dict()
     return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+
+
+def export_lifter(path_or_uri: str, out_dir: str | Path, half: bool = True,
+                  s3_endpoint: str = "") -> Path:
+    """A lean copy of a fine-tuning checkpoint for inference and shipping: the model's weights
+    (fp16 when ``half``: half the size; they are loaded back into fp32 parameters) and its config,
+    no optimizer or RNG state. Refuses pretraining checkpoints (they do not lift)."""
+    state, meta = load_state(path_or_uri, s3_endpoint)
+    if meta.get("stage") != "finetune":
+        raise RayposeDataError(str(path_or_uri), f"is a {meta.get('stage')!r} checkpoint; only "
+                                                 "fine-tuning (lifting) checkpoints are exported")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, out / MODEL_FILE)
+    text = json.dumps(meta["config"].to_dict(), indent=1)
+    torch.save({"format": FORMAT_VERSION, "stage": "finetune", "progress": meta.get("progress", {}),
+                "world_size": 1, "strategy": "ddp", "config_json": text}, out / META_FILE)
+    (out / CONFIG_FILE).write_text(text)
+    return out

@@ -280,6 +280,10 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    #: torch intra-op threads per worker (0 = Ray's default, the worker's CPUs). On a small
+    #: machine a worker may use more threads than the CPUs it reserves, leaving the rest of the
+    #: reservation to Ray Data (which is idle most of the time once chunks are cut).
+    torch_threads: int = 0
     #: Report metrics / checkpoint every N epochs.
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
@@ -315,6 +319,7 @@ class TrainConfig:
                "train.precision bf16 is a GPU setting (or DeepSpeed on CPU)")
         _check(self.grad_accum >= 1 and self.num_workers >= 1, "grad_accum and num_workers must be >= 1")
         _check(self.cpus_per_worker > 0, "train.cpus_per_worker must be > 0")
+        _check(self.torch_threads >= 0, "train.torch_threads must be >= 0")
         bad = set(self.stage_overrides) - {"pretrain", "finetune"}
         _check(not bad, f"train.stage_overrides has unknown stages {sorted(bad)}")
 

@@ -244,12 +244,14 @@ def write_json(result: EvalResult, path: str | Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: int, stride: int = 1,
-                        flip: bool = True, batch_size: int = 256) -> list[dict[str, Any]]:
+                        flip: bool = True, batch_size: int = 256,
+                        model_fps: Optional[float] = None) -> list[dict[str, Any]]:
     """Lift each camera's real 2D detections and score them against the multi-view 3D.
 
     ``path`` is an npz in the layout of ``../shared/data/pose2sim_demo.npz``: ``keypoints_coco17``
     (C, T, 17, 3) pixels + confidence, ``R`` (C, 3, 3) world→camera, ``t`` (C, 3) metres,
-    ``image_size`` (C, 2) w×h, optionally ``K`` (C, 3, 3) (its principal points centre the 2D),
+    ``image_size`` (C, 2) w×h, optionally ``K`` (C, 3, 3) (its principal points centre the 2D) and ``fps`` (the 2D is
+    resampled to ``model_fps``, the rate the model was trained at, when both are known),
     ``positions_3d_h36m17`` (T, 17, 3) world metres. The reference is
     triangulated, not marker ground truth, so the numbers bound rather than measure the error.
     Returns one row per camera: MPJPE, P-MPJPE, N-MPJPE (mm) and the frame count.
@@ -268,6 +270,7 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
             raise RayposeDataError(path, f"missing arrays {missing} (expected {list(need)})")
         kp, rot, trans, size, world = (np.asarray(d[k], np.float64) for k in need)
         intrinsics = np.asarray(d["K"], np.float64) if "K" in d.files else None
+        fps = float(d["fps"]) if "fps" in d.files else None
     if kp.ndim != 4 or kp.shape[2:] != (17, 3) or world.shape != (kp.shape[1], 17, 3):
         raise RayposeDataError(path, f"keypoints {kp.shape} / 3D {world.shape} do not match (C, T, 17, 3) / (T, 17, 3)")
     rows = []
@@ -276,7 +279,7 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
         centre = None if intrinsics is None else intrinsics[cam, :2, 2]
         pred = lift_sequence(model, pose_2d, float(size[cam, 0]), float(size[cam, 1]), num_frames,
                              batch_size=batch_size, flip=flip, stride=stride,
-                             principal_point=centre).astype(np.float64)
+                             principal_point=centre, fps=fps, model_fps=model_fps).astype(np.float64)
         in_cam = world @ rot[cam].T + trans[cam]
         target = in_cam - in_cam[:, :1]
         ok = np.isfinite(target).all(axis=(1, 2))

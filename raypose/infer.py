@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -273,7 +273,8 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p = parser
     p.add_argument("--input", required=True, help="2D keypoints (.json AlphaPose/COCO, .npz "
                    "VideoPose3D, .npy (T,17,2|3)) or a video (MediaPipe detection)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or URI from training")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint directory or URI from training (default: the shipped model)")
     p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=None,
                    help="image width and height in pixels, where the input does not carry them")
     p.add_argument("--layout", default=None, help="joint layout of the 2D (coco17, h36m17, "
@@ -296,10 +297,29 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return p
 
 
-def load_checkpoint(uri: str, device: str = "cpu") -> tuple[torch.nn.Module, int, int]:
-    """(model, num_frames, stride) from a fine-tuning checkpoint (no training package needed)."""
+class Lifter(NamedTuple):
+    """A lifting model and the window it was trained on (frames, TDS stride, frame rate)."""
+
+    model: torch.nn.Module
+    num_frames: int
+    stride: int
+    fps: Optional[float]      # data.target_fps; None where training kept each source's rate
+
+
+#: The model shipped in the package (configs/wild.yaml on all shared real mocap; see its README).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "wild_lifter"
+
+
+def load_checkpoint(uri: Optional[str] = None, device: str = "cpu") -> Lifter:
+    """The lifter of a fine-tuning checkpoint (no training package needed); the shipped model
+    (:data:`SHIPPED_CHECKPOINT`) when ``uri`` is None."""
     from raypose.checkpoints import load_model
 
+    if uri is None:
+        if not (SHIPPED_CHECKPOINT / "model.pt").is_file():
+            raise RayposeDataError(SHIPPED_CHECKPOINT, "the shipped model is missing from this "
+                                   "installation: pass --checkpoint")
+        uri = str(SHIPPED_CHECKPOINT)
     model, cfg = load_model(uri)
     num_frames, stride = int(cfg.data.num_frames), int(getattr(cfg.data, "stride", 1))
     model = model.to(device).eval()
@@ -308,7 +328,7 @@ def load_checkpoint(uri: str, device: str = "cpu") -> tuple[torch.nn.Module, int
     if "centre" not in probe:
         raise RayposeDataError(uri, "is not a lifting checkpoint (no 'centre' output): "
                                     "pass a fine-tuning checkpoint")
-    return model, num_frames, stride
+    return Lifter(model, num_frames, stride, float(cfg.data.target_fps) or None)
 
 
 def _sibling(out: Path, value: str, suffix: str, tid: Optional[str] = None) -> Path:
@@ -343,13 +363,21 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
         width, height = args.image_size
     if not width or not height:
         raise RayposeDataError(args.input, "the file does not carry the image size: pass --image-size W H")
+    model_fps = None
     if model is None:
-        model, num_frames, stride = load_checkpoint(args.checkpoint, args.device)
+        if args.checkpoint is None:
+            print(f"checkpoint: the shipped model ({SHIPPED_CHECKPOINT})", flush=True)
+        model, num_frames, stride, model_fps = load_checkpoint(args.checkpoint, args.device)
     assert num_frames is not None
+    fps = args.fps or det.fps
+    if fps is None and model_fps:
+        raise RayposeDataError(args.input, "the file does not carry its frame rate: pass --fps "
+                               "(windows are resampled to the model's rate)")
     results = lift_tracks(model, det.tracks, width, height, num_frames, stride=stride,
                           flip=not args.no_flip, batch_size=args.batch_size,
-                          conf_threshold=args.conf_threshold, device=args.device)
-    fps = args.fps or det.fps or 30.0
+                          conf_threshold=args.conf_threshold, device=args.device,
+                          fps=fps, model_fps=model_fps)
+    fps = fps or 30.0
     out = Path(args.out)
     written = {"npz": [str(write_npz(out, results))]}
     if args.json is not None:

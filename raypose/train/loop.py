@@ -115,6 +115,8 @@ def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None) -> Worker:
     """Model, optimizer, strategy and — when Ray Train hands one back — the restored state."""
     info = info or worker_info(cfg.train.use_gpu)
     stage = cfg.train.stage
+    if cfg.train.torch_threads > 0:
+        torch.set_num_threads(cfg.train.torch_threads)
     if cfg.train.use_gpu and info.device.type == "cuda":
         torch.cuda.set_device(info.device)
     model = build_model(cfg, stage)

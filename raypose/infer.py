@@ -278,7 +278,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=None,
                    help="image width and height in pixels, where the input does not carry them")
     p.add_argument("--layout", default=None, help="joint layout of the 2D (coco17, h36m17, "
-                   "halpe26, mediapipe33); inferred when omitted")
+                   "halpe26, mediapipe33); when omitted: declared by the file, else by joint count, "
+                   "and 17 joints (COCO-17 or H36M-17) detected from their geometry, or refused "
+                   "when that is unclear")
     p.add_argument("--detector-python", default=None, help="python of an environment with "
                    "mediapipe==0.10.21, used for video input when mediapipe is not importable here")
     p.add_argument("--video", default=None, help="video to draw the 2D overlay on (for --render)")
@@ -358,6 +360,8 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``."""
     det: Detections = read_detections(args.input, args.layout,
                                       detector_python=args.detector_python)
+    if det.layout:
+        print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
     width, height = det.width, det.height
     if args.image_size:
         width, height = args.image_size

@@ -5,8 +5,9 @@ the 3DHP protocol) indexes joints through this module, so the layout is defined 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -188,3 +189,74 @@ def to_h36m(points: np.ndarray, layout: str) -> np.ndarray:
         return MAPPINGS[layout].apply(points)
     except KeyError:
         raise ValueError(f"unknown joint layout {layout!r}; known: h36m17, {', '.join(MAPPINGS)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# telling COCO-17 from H36M-17 by geometry
+# --------------------------------------------------------------------------------------------
+
+#: Per-frame thresholds of :func:`layout_features` (measured on real COCO detections and H36M-
+#: order projections of real mocap; see tests/test_skeleton.py). COCO's joints 0–4 (nose, eyes,
+#: ears) cluster in the head: their spread is ≈ 0.07–0.15 of the body's. In H36M order the same
+#: indices are pelvis, right leg and left hip, spread over half the body (≈ 0.6–0.75).
+COCO_HEAD_SPREAD_MAX = 0.25
+H36M_HEAD_SPREAD_MIN = 0.3
+#: H36M's pelvis is the mid-hip point: its offset from (RHip + LHip)/2, over the pelvis–thorax
+#: length, stays near 0 (a 3DHP- or other-ordered 17-joint array fails this).
+H36M_PELVIS_OFFSET_MAX = 0.2
+#: Share of usable frames that must agree before a layout is chosen.
+LAYOUT_AGREEMENT = 0.8
+
+
+def _spread(xy: np.ndarray) -> np.ndarray:
+    """RMS distance of the finite points to their centroid, per frame: (T, K, 2) → (T,)."""
+    centre = np.nanmean(xy, axis=1, keepdims=True)
+    return np.sqrt(np.nanmean(((xy - centre) ** 2).sum(-1), axis=1))
+
+
+def layout_features(points: np.ndarray, min_conf: float = 0.1) -> dict[str, np.ndarray]:
+    """Per-frame evidence for COCO-17 vs H36M-17 order of (T, 17, 2|3) pixels (+confidence).
+
+    ``head_spread``: spread of joints 0–4 over the spread of all joints; ``pelvis_offset``: the
+    H36M pelvis test above; ``usable``: frames with ≥ 3 of joints 0–4 and ≥ 12 joints found.
+    Missing joints (confidence ≤ ``min_conf``, non-finite, or exactly (0, 0)) are ignored.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1] != NUM_JOINTS or p.shape[2] not in (2, 3):
+        raise ValueError(f"expected (T, 17, 2|3) points, got shape {p.shape}")
+    xy = p[..., :2].copy()
+    missing = ~np.isfinite(xy).all(-1) | (xy == 0).all(-1)
+    if p.shape[2] == 3:
+        missing |= ~(p[..., 2] > min_conf)
+    xy[missing] = np.nan
+    found = ~missing
+    usable = (found[:, :5].sum(1) >= 3) & (found.sum(1) >= 12)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        head = _spread(xy[:, :5]) / _spread(xy)
+        torso = np.linalg.norm(xy[:, 8] - xy[:, 0], axis=-1)
+        pelvis = np.linalg.norm(xy[:, 0] - (xy[:, 1] + xy[:, 4]) / 2, axis=-1) / torso
+    return {"head_spread": head, "pelvis_offset": pelvis, "usable": usable & np.isfinite(head)}
+
+
+def guess_layout17(points: np.ndarray, min_conf: float = 0.1) -> tuple[Optional[str], str]:
+    """('coco17' | 'h36m17' | None, why) for 17-joint 2D of unknown order.
+
+    A frame votes COCO when joints 0–4 cluster (eyes and ears at the nose), H36M when they
+    spread over the body *and* joint 0 is the mid-hip point; a layout is chosen only when at
+    least :data:`LAYOUT_AGREEMENT` of the usable frames vote for it, else None (ask the user).
+    """
+    f = layout_features(points, min_conf)
+    n = int(f["usable"].sum())
+    if n == 0:
+        return None, "no frame has enough joints detected to tell the layout"
+    head, pelvis = f["head_spread"][f["usable"]], f["pelvis_offset"][f["usable"]]
+    coco = float((head < COCO_HEAD_SPREAD_MAX).mean())
+    h36m = float(((head > H36M_HEAD_SPREAD_MIN) & (pelvis < H36M_PELVIS_OFFSET_MAX)).mean())
+    votes = f"{coco:.0%} of {n} frames look COCO-17 (eyes and ears at the nose), {h36m:.0%} " \
+            f"H36M-17 (joint 0 the mid-hip point, joints 0–4 spread over the hips and a leg)"
+    if coco >= LAYOUT_AGREEMENT:
+        return "coco17", votes
+    if h36m >= LAYOUT_AGREEMENT:
+        return "h36m17", votes
+    return None, votes

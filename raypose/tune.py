@@ -560,7 +560,10 @@ def ensure_ray() -> None:
 
 def run_search(cfg: Config, resume: bool = False, out_dir: str | Path | None = None) -> SearchOutputs:
     """Run (or, with ``resume``, ``Tuner.restore`` and finish) the search; write the results."""
+    from raypose.train import run
+
     check_space(cfg)
+    run.check_data(cfg)   # unknown subjects or no training data: fail before any trial starts
     ensure_ray()
     tuner = restore_tuner(cfg) if resume else make_tuner(cfg)
     grid = tuner.fit()

@@ -156,7 +156,8 @@ def _alphapose_file(path: Path) -> Path:
 @pytest.mark.parametrize("fmt", ["json", "npz", "npy2", "npy3"])
 def test_each_input_format_end_to_end(model, tmp_path, capsys, fmt):
     if fmt == "json":
-        src, tracks, extra = _alphapose_file(tmp_path / "dets.json"), {"0": 14, "1": 8}, {}
+        # the pinv-made "COCO" person has no real head, so its layout must be stated
+        src, tracks, extra = _alphapose_file(tmp_path / "dets.json"), {"0": 14, "1": 8}, {"layout": "coco17"}
     elif fmt == "npz":
         src = tmp_path / "data_2d_custom.npz"
         np.savez(src, positions_2d={"clip.mp4": {"custom": [_person(11)]}},
@@ -322,3 +323,15 @@ def test_inference_does_not_import_the_training_package():
     assert out.returncode == 0, out.stdout + out.stderr
     src = (Path(__file__).resolve().parents[1] / "raypose" / "infer.py").read_text()
     assert "raypose.train" not in src
+
+
+def test_infer_says_which_layout_it_detected(model, shared_data, tmp_path, capsys):
+    from raypose.cameras import virtual_cameras
+
+    world = np.load(shared_data / "mocap_h36m17.npz", allow_pickle=True)["positions_3d"].item()["deepmimic"]["run"]
+    cam = virtual_cameras(world[:, 0].mean(0), 1, np.random.default_rng(1))[0]
+    src = tmp_path / "h36m_order.npy"
+    np.save(src, cam.project(cam.world_to_camera(world)).astype(np.float32))
+    infer.infer_command(_args(input=src, out=tmp_path / "o.npz", image_size=(cam.width, cam.height)),
+                        model=model, num_frames=NUM_FRAMES)
+    assert "layout: h36m17 (detected from the joints' geometry" in capsys.readouterr().out

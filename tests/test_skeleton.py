@@ -151,3 +151,64 @@ def test_pck_joints_are_the_3dhp_fourteen():
     assert len(sk.PCK_JOINTS_3DHP) == 14
     excluded = set(range(17)) - set(sk.PCK_JOINTS_3DHP)
     assert {sk.JOINT_NAMES[j] for j in excluded} == {"pelvis", "spine", "neck_nose"}
+
+
+# ----------------------------------------------------------------------------- COCO-17 or H36M-17?
+
+def _sports2d_tracks(shared_data) -> dict[str, np.ndarray]:
+    """The real MediaPipe detections of the Sports2D demo, COCO-17 order, per track."""
+    import json
+
+    doc = json.loads((shared_data / "sports2d_demo" / "detections_coco17.json").read_text())
+    out = {}
+    for tid in sorted({r["idx"] for r in doc["results"]}):
+        rows = sorted((r for r in doc["results"] if r["idx"] == tid), key=lambda r: r["image_id"])
+        out[f"sports2d_{tid}"] = np.array([r["keypoints"] for r in rows], np.float32).reshape(-1, 17, 3)
+    return out
+
+
+def _h36m_projections(shared_data, cameras: int = 4) -> dict[str, np.ndarray]:
+    """The shared mocap (H36M-17 order) seen by virtual cameras: (T, 17, 2) pixels per view."""
+    from raypose.cameras import virtual_cameras
+
+    mocap = np.load(shared_data / "mocap_h36m17.npz", allow_pickle=True)["positions_3d"].item()
+    rng = np.random.default_rng(0)
+    out = {}
+    for subject, actions in mocap.items():
+        for action, world in actions.items():
+            for cam in virtual_cameras(world[:, 0].mean(0), cameras, rng):
+                out[f"{subject}/{action}/{cam.name}"] = cam.project(cam.world_to_camera(world))
+    return out
+
+
+def test_real_coco_detections_are_told_coco(shared_data):
+    pose2sim = np.load(shared_data / "pose2sim_demo.npz")["keypoints_coco17"]   # OpenPose, 4 cameras
+    files = {**_sports2d_tracks(shared_data), **{f"pose2sim_{c}": pose2sim[c] for c in range(4)}}
+    for name, kp in files.items():
+        layout, why = sk.guess_layout17(kp)
+        assert layout == "coco17", (name, why)
+        # their H36M-order conversion (pelvis = mid-hips) reads as H36M
+        m = sk.COCO17_TO_H36M
+        h36m = np.concatenate([m.apply(kp[..., :2]), m.apply_confidence(kp[..., 2])[..., None]], -1)
+        assert sk.guess_layout17(h36m)[0] == "h36m17", name
+
+
+def test_h36m_order_projections_of_real_mocap_are_told_h36m(shared_data):
+    views = _h36m_projections(shared_data)
+    assert len(views) == 4 * 20
+    wrong = {n: sk.guess_layout17(xy) for n, xy in views.items() if sk.guess_layout17(xy)[0] != "h36m17"}
+    assert not wrong
+    # per frame (a single still), on the hardest motions: cartwheels, crawling, rolls, climbing
+    frames = np.concatenate(list(views.values()))
+    f = sk.layout_features(frames)
+    coco_votes = (f["head_spread"] < sk.COCO_HEAD_SPREAD_MAX).mean()
+    assert f["usable"].all() and coco_votes < 0.002
+
+
+def test_a_17_joint_order_that_is_neither_is_refused(shared_data):
+    # MPI-INF-3DHP order has 17 joints too: neither a head cluster at 0–4 nor a mid-hip joint 0
+    for name, xy in list(_h36m_projections(shared_data, cameras=1).items())[:8]:
+        layout, why = sk.guess_layout17(xy[:, list(sk.MPI3DHP17_TO_H36M_INDEX)])
+        assert layout is None and "H36M-17" in why, name
+    missing = np.zeros((5, 17, 3), np.float32)   # nothing detected
+    assert sk.guess_layout17(missing)[0] is None

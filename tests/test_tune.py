@@ -56,6 +56,16 @@ def test_bad_space_fails_before_ray(key, spec, problem):
         tune.search_space(cfg)
 
 
+def test_unknown_subjects_fail_before_ray(tmp_path):
+    import ray
+
+    cfg = config.load(SMOKE, {"data.test_subjects": ["S9"]})
+    started = ray.is_initialized()   # another test's Ray may be running in this session
+    with pytest.raises(ConfigError, match="test_subjects names subjects no source has: S9"):
+        tune.run_search(cfg, out_dir=tmp_path)
+    assert ray.is_initialized() == started and not any(tmp_path.iterdir())
+
+
 def test_papers_points_and_trial_config():
     cfg = config.load(SMOKE)
     points = tune.initial_points(cfg)

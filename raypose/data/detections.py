@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -92,6 +92,9 @@ class Detections:
     source_path: str = ""
     video_path: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    #: The joint layout the file was read in, and how it was known (given, declared, detected).
+    layout: Optional[str] = None
+    layout_reason: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,8 +134,41 @@ def _layout_for(num_joints: int, path: object, default: str = "coco17") -> str:
     by_count = {17: default, 26: "halpe26", 33: "mediapipe33"}
     if num_joints not in by_count:
         raise RayposeDataError(path, f"cannot tell the joint layout of {num_joints} joints "
-                                     "(expected 17 COCO/H36M, 26 Halpe or 33 MediaPipe)")
+                                     "(expected 17 joints: COCO-17 or H36M-17, 26 Halpe or 33 MediaPipe)")
     return by_count[num_joints]
+
+
+def _with_confidence(points: np.ndarray) -> np.ndarray:
+    p = np.asarray(points, dtype=np.float32)
+    return p if p.shape[-1] == 3 else np.concatenate([p, np.ones(p.shape[:-1] + (1,), np.float32)], -1)
+
+
+def resolve_layout(arrays: Sequence[np.ndarray], path: object, given: Optional[str] = None,
+                   declared: Optional[str] = None) -> tuple[str, str]:
+    """(layout, how it was known) for the (T, K, 2|3) arrays of one file.
+
+    Why: 17 joints may be COCO-17 or H36M-17 order, and reading one as the other gives garbage
+    3D without a word. An explicit ``given`` (``--layout``) or a layout the file ``declared``
+    wins; 26/33 joints are Halpe/MediaPipe by count; 17 are told apart by geometry
+    (:func:`raypose.skeleton.guess_layout17`), and when that is unsure this refuses.
+    """
+    if given:
+        return given, "given by --layout"
+    if declared:
+        return declared, "declared in the file"
+    counts = {int(np.shape(a)[1]) for a in arrays}
+    if len(counts) != 1:
+        raise RayposeDataError(path, f"arrays of different joint counts {sorted(counts)} in one file")
+    k = counts.pop()
+    if k != skeleton.NUM_JOINTS:
+        layout = _layout_for(k, path)
+        return layout, f"{k} joints"
+    points = np.concatenate([_with_confidence(a) for a in arrays], axis=0)
+    layout, why = skeleton.guess_layout17(points)
+    if layout is None:
+        raise RayposeDataError(path, f"cannot tell whether the 17 joints are in COCO-17 or H36M-17 "
+                                     f"order ({why}): pass --layout coco17 or --layout h36m17")
+    return layout, f"detected from the joints' geometry: {why}; pass --layout to override"
 
 
 def _frame_number(image_id: object, path: object) -> int:
@@ -184,14 +220,15 @@ def read_alphapose_json(path: str | Path, layout: Optional[str] = None) -> Detec
             best[tid][frame] = (score, kp)
     if not best:
         raise RayposeDataError(path, "no detections in the file")
-    tracks = {}
+    raw = {}
     for tid in sorted(best, key=lambda t: (not t.lstrip("-").isdigit(), int(t) if t.lstrip("-").isdigit() else 0, t)):
         frames = np.array(sorted(best[tid]), dtype=np.int64)
-        kps = np.stack([best[tid][f][1] for f in frames])
-        lay = layout or meta.get("keypoint_format") or _layout_for(kps.shape[1], path)
-        tracks[tid] = Track(frames, to_h36m(kps, lay, path))
+        raw[tid] = (frames, np.stack([best[tid][f][1] for f in frames]))
+    lay, why = resolve_layout([k for _, k in raw.values()], path, layout, meta.get("keypoint_format"))
+    tracks = {tid: Track(frames, to_h36m(kps, lay, path)) for tid, (frames, kps) in raw.items()}
     return Detections(tracks, _int_or_none(meta.get("width")), _int_or_none(meta.get("height")),
-                      _float_or_none(meta.get("fps")), str(path), _video_beside(path, meta.get("video")))
+                      _float_or_none(meta.get("fps")), str(path), _video_beside(path, meta.get("video")),
+                      layout=lay, layout_reason=why)
 
 
 def read_videopose3d_npz(path: str | Path, layout: Optional[str] = None) -> Detections:
@@ -205,9 +242,8 @@ def read_videopose3d_npz(path: str | Path, layout: Optional[str] = None) -> Dete
         raise RayposeDataError(path, f"not a VideoPose3D 2D npz (positions_2d + metadata): {e}") from e
     if not isinstance(positions, dict) or not positions:
         raise RayposeDataError(path, "positions_2d holds no videos")
-    layout = layout or _vp3d_layout(meta)
     sizes = meta.get("video_metadata", {}) if isinstance(meta, dict) else {}
-    tracks: dict[str, Track] = {}
+    raw: dict[str, np.ndarray] = {}
     wh: set[tuple[int, int]] = set()
     for video, cams in positions.items():
         entries = cams.get("custom", next(iter(cams.values()), None)) if isinstance(cams, dict) else cams
@@ -217,13 +253,14 @@ def read_videopose3d_npz(path: str | Path, layout: Optional[str] = None) -> Dete
             arr = np.asarray(arr, dtype=np.float32)
             if arr.ndim != 3:
                 raise RayposeDataError(path, f"positions_2d[{video!r}][{i}] has shape {arr.shape}, expected (T, K, 2|3)")
-            tid = str(video) if len(entries) == 1 else f"{video}_{i}"
-            lay = layout or _layout_for(arr.shape[1], path)
-            tracks[tid] = Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, lay, path))
+            raw[str(video) if len(entries) == 1 else f"{video}_{i}"] = arr
         if video in sizes:
             wh.add((int(sizes[video]["w"]), int(sizes[video]["h"])))
+    lay, why = resolve_layout(list(raw.values()), path, layout, _vp3d_layout(meta))
+    tracks = {tid: Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, lay, path))
+              for tid, arr in raw.items()}
     width, height = (wh.pop() if len(wh) == 1 else (None, None))
-    return Detections(tracks, width, height, None, str(path))
+    return Detections(tracks, width, height, None, str(path), layout=lay, layout_reason=why)
 
 
 def _vp3d_layout(meta: dict) -> Optional[str]:
@@ -235,16 +272,18 @@ def _vp3d_layout(meta: dict) -> Optional[str]:
     return None
 
 
-def read_npy(path: str | Path, layout: str = "coco17") -> Detections:
-    """A plain (T, K, 2|3) array of one person (COCO-17 unless ``layout`` says otherwise)."""
+def read_npy(path: str | Path, layout: Optional[str] = None) -> Detections:
+    """A plain (T, K, 2|3) array of one person; without ``layout`` a 17-joint array's order
+    (COCO-17 or H36M-17) is detected from its geometry, or refused when unclear."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise RayposeDataError(path, f"cannot read npy: {e}") from e
-    if arr.ndim != 3:
+    if arr.ndim != 3 or arr.shape[-1] not in (2, 3):
         raise RayposeDataError(path, f"expected (T, joints, 2|3), got shape {arr.shape}")
-    return Detections({"0": Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, layout, path))},
-                      source_path=str(path))
+    lay, why = resolve_layout([arr], path, layout)
+    return Detections({"0": Track(np.arange(arr.shape[0], dtype=np.int64), to_h36m(arr, lay, path))},
+                      source_path=str(path), layout=lay, layout_reason=why)
 
 
 def read_detections(path: str | Path, layout: Optional[str] = None,
@@ -260,7 +299,7 @@ def read_detections(path: str | Path, layout: Optional[str] = None,
     if suffix == ".npz":
         return read_videopose3d_npz(p, layout)
     if suffix == ".npy":
-        return read_npy(p, layout or "coco17")
+        return read_npy(p, layout)
     if suffix in VIDEO_SUFFIXES:
         if detector_python and not _has_mediapipe():
             return detect_video_subprocess(p, detector_python, **video_kw)

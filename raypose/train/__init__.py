@@ -2,8 +2,9 @@
 checkpoints and the ``TorchTrainer`` assembly. The only package that imports ``ray.train``
 (lazily: importing this package does not import Ray).
 
-Entry points: :func:`raypose.train.run.pretrain`, :func:`raypose.train.run.finetune`,
-:func:`raypose.train.checkpoint.load_model`.
+Entry points: :func:`raypose.train.run.pretrain`, :func:`raypose.train.run.finetune`; reading a
+checkpoint back (evaluation, inference) is :func:`raypose.checkpoints.load_model`, outside this
+package.
 """
 from __future__ import annotations
 

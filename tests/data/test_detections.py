@@ -179,3 +179,47 @@ def test_video_detector_subprocess(shared_data, tmp_path):
     assert 20 <= tr.num_frames <= 30 and tr.frames[-1] < 30
     assert (det.width, det.height, det.fps) == (1768, 994, 30.0)
     assert (tr.keypoints[..., 2] > 0.5).mean() > 0.5
+
+
+def _mocap_in_h36m_order(shared_data) -> np.ndarray:
+    """Real mocap (H36M-17 order) projected by a virtual camera: (T, 17, 2) pixels."""
+    from raypose.cameras import virtual_cameras
+
+    world = np.load(shared_data / "mocap_h36m17.npz", allow_pickle=True)["positions_3d"].item()["deepmimic"]["walk"]
+    cam = virtual_cameras(world[:, 0].mean(0), 1, np.random.default_rng(0))[0]
+    return cam.project(cam.world_to_camera(world)).astype(np.float32)
+
+
+def test_h36m_order_npy_without_layout_is_read_as_h36m(shared_data, tmp_path):
+    # the original failure: a (T, 17, 2) H36M-order npy was read as COCO order without a word
+    xy = _mocap_in_h36m_order(shared_data)
+    path = tmp_path / "h36m_order.npy"
+    np.save(path, xy)
+    det = D.read_detections(path)
+    assert det.layout == "h36m17" and det.layout_reason.startswith("detected from the joints' geometry")
+    np.testing.assert_allclose(det.tracks["0"].keypoints[..., :2], xy)   # not remapped as COCO
+    assert D.read_detections(path, layout="coco17").layout_reason == "given by --layout"
+
+
+def test_real_coco_detections_without_layout_are_read_as_coco(shared_data, tmp_path):
+    doc = json.loads((shared_data / "sports2d_demo" / "detections_coco17.json").read_text())
+    det = D.read_detections(shared_data / "sports2d_demo" / "detections_coco17.json")
+    assert (det.layout, det.layout_reason) == ("coco17", "declared in the file")   # keypoint_format
+    undeclared = tmp_path / "undeclared.json"
+    undeclared.write_text(json.dumps({k: v for k, v in doc.items() if k != "keypoint_format"}))
+    det = D.read_detections(undeclared)
+    assert det.layout == "coco17" and "look COCO-17" in det.layout_reason
+    rows = sorted((r for r in doc["results"] if r["idx"] == 0), key=lambda r: r["image_id"])
+    path = tmp_path / "coco.npy"
+    np.save(path, np.array([r["keypoints"] for r in rows], np.float32).reshape(-1, 17, 3))
+    assert D.read_detections(path).layout == "coco17"
+
+
+def test_an_unclear_17_joint_order_is_refused_with_a_request_for_layout(shared_data, tmp_path):
+    from raypose import skeleton as sk
+
+    path = tmp_path / "other_order.npy"   # real poses, MPI-INF-3DHP joint order
+    np.save(path, _mocap_in_h36m_order(shared_data)[:, list(sk.MPI3DHP17_TO_H36M_INDEX)])
+    with pytest.raises(RayposeDataError, match=r"COCO-17 or H36M-17 order .*pass --layout coco17 or --layout h36m17"):
+        D.read_detections(path)
+    assert D.read_detections(path, layout="h36m17").layout == "h36m17"   # the user decides

@@ -1,6 +1,7 @@
 """Inference: 2D files → root-relative 3D per track; masking, windows, flip; the writers."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -335,3 +336,59 @@ def test_infer_says_which_layout_it_detected(model, shared_data, tmp_path, capsy
     infer.infer_command(_args(input=src, out=tmp_path / "o.npz", image_size=(cam.width, cam.height)),
                         model=model, num_frames=NUM_FRAMES)
     assert "layout: h36m17 (detected from the joints' geometry" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# the shipped model (raypose/assets/wild_lifter)
+# --------------------------------------------------------------------------------------------
+
+def test_shipped_model_is_small_documented_and_loads():
+    files = {p.name: p.stat().st_size for p in infer.SHIPPED_CHECKPOINT.iterdir()}
+    assert {"model.pt", "meta.pt", "config.json", "README.md"} <= set(files)
+    assert sum(files.values()) < 5_000_000
+    readme = (infer.SHIPPED_CHECKPOINT / "README.md").read_text()
+    assert "configs/wild.yaml" in readme and "mocap.cs.cmu.edu" in readme and "MPJPE" in readme
+    lifter = infer.load_checkpoint()                       # no --checkpoint: the shipped model
+    assert lifter.num_frames == 27 and lifter.fps == 50.0
+    assert all(p.dtype == torch.float32 for p in lifter.model.parameters())
+
+
+def test_shipped_model_lifts_the_sports2d_people(shared_data, tmp_path):
+    """The real two-person video's COCO detections, no --checkpoint: plausible 3D bodies."""
+    src = shared_data / "sports2d_demo" / "detections_coco17.json"
+    res = infer.infer_command(infer.add_infer_arguments(argparse.ArgumentParser()).parse_args(
+        ["--input", str(src), "--out", str(tmp_path / "o.npz")]))
+    with np.load(tmp_path / "o.npz") as d:
+        tracks = {k: d[k] for k in d.files if k.startswith("track_")}
+    assert set(tracks) == {"track_0", "track_1"} and res["npz"]
+    for poses in tracks.values():
+        assert np.isfinite(poses).all()
+        thigh = np.median(np.linalg.norm(poses[:, 2] - poses[:, 1], axis=-1))   # r_knee − r_hip
+        shin = np.median(np.linalg.norm(poses[:, 3] - poses[:, 2], axis=-1))
+        assert 0.3 < thigh < 0.6 and 0.3 < shin < 0.6, (thigh, shin)
+        head_up = poses[:, 10, 1] < poses[:, 0, 1]                            # camera y is down
+        assert head_up.mean() > 0.9
+
+
+def test_infer_job_without_checkpoint_on_an_h36m_npy(shared_data, tmp_path):
+    """The issue's command: a plain .npy in H36M order, image size and fps given, no checkpoint."""
+    import subprocess
+    import sys
+
+    from raypose.config import protocol_rig
+    from raypose.data.sources.mocap import read_mocap
+    from raypose.data.sources.views import views
+
+    rec = read_mocap(shared_data / "cmu_h36m17.npz", 30.0, subjects=["cmu_07"], actions=["07_01"])[0]
+    view = views(rec, np.random.default_rng(0), 1, protocol_rig())[0]
+    np.save(tmp_path / "walk.npy", view.keypoints_2d[..., :2])
+    cmd = [sys.executable, "jobs/infer.py", "--input", str(tmp_path / "walk.npy"), "--layout", "h36m17",
+           "--image-size", "1000", "1002", "--fps", "30", "--out", str(tmp_path / "out.npz")]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "shipped model" in done.stdout
+    with np.load(tmp_path / "out.npz") as d:
+        pred = d["track_0"]
+    err = metrics.mpjpe(pred.astype(np.float64), view.joints_3d.astype(np.float64)) * 1000
+    assert pred.shape == view.joints_3d.shape and err < 120, err

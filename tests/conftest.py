@@ -33,10 +33,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` under ../shared, or a test failure saying what is missing and where.
+
+    Why fail, not skip: a checkout without ../shared would otherwise pass with most model,
+    pipeline, training and inference tests silently skipped. Tests that can run on the data
+    embedded in the package (raypose/assets/mocap_small.npz) use that instead.
+    """
+    if not path.exists():
+        pytest.fail(f"missing test data: {path} ({what}) does not exist; the tests need the shared "
+                    f"data folder beside this checkout at {SHARED} (see its data/README.md)",
+                    pytrace=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "mocap_h36m17.npz").is_file():
-        pytest.skip("../shared/data is not beside this checkout")
+    """../shared/data (real mocap, detections, video); the test fails if it is missing."""
+    require_shared(SHARED_DATA / "mocap_h36m17.npz", "the shared real data")
     return SHARED_DATA
 
 

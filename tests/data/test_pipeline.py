@@ -108,7 +108,7 @@ def test_ray_streams_splits_from_local_and_s3_store(tmp_path, mocap_views, ray_l
     assert (got["centre_stop"] - got["centre_start"]).sum() == m["subjects"]["deepmimic"]["frames"]
 
 
-def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
+def test_ray_default_mocap_source_in_memory_and_weights(ray_local):
     """No store at all: the default config streams the embedded mocap (jobs run with no args)."""
     cfg = DataConfig(chunk_frames=128, batch_size=16)
     dss = pipeline.build_datasets(cfg, seed=0)
@@ -120,7 +120,7 @@ def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
     assert 1.6 * counts["train"] <= n <= 2.4 * counts["train"]
 
 
-def test_training_batches_mix_many_sequences_and_views(ray_local, shared_data):
+def test_training_batches_mix_many_sequences_and_views(ray_local):
     """A step's chunks come from many (sequence, camera) views, not the neighbours of a few:
     with the shuffle buffer almost every chunk of a batch is another view; without it, a batch
     is a run of consecutive chunks of one or two long views."""

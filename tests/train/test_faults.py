@@ -8,6 +8,7 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
+from raypose.checkpoints import local_copy
 from raypose.train import checkpoint as ck
 from raypose.train.run import fit
 from raypose.train.strategy import DEEPSPEED_DIR, DEEPSPEED_TAG
@@ -55,16 +56,16 @@ def test_a_run_on_s3_fails_and_resumes_from_s3(ray_local, s3_server, tmp_path):
     fs.create_dir("runs")
     cfg = tiny_config(*FAULT, "train.max_failures=0", "train.storage_path=s3://runs/faults",
                       f"train.s3_endpoint={s3_server.endpoint}", "train.run_name=s3run")
-    with pytest.raises(TrainingFailedError):
+    with pytest.raises(TrainingFailedError) as failed:
         fit(cfg, "finetune")
     stored = {i.base_name for i in fs.get_file_info(pafs.FileSelector("runs/faults/s3run"))}
-    assert {"checkpoint_epoch0000", "checkpoint_epoch0001"} <= stored
+    assert {"checkpoint_epoch0000", "checkpoint_epoch0001"} <= stored, str(failed.value)
     assert "checkpoint_epoch0002" not in stored
 
     uri, result = fit(cfg, "finetune")
-    assert uri == "s3://runs/faults/s3run/checkpoint_epoch0002"
+    assert uri.startswith("s3://runs/faults/s3run/checkpoint_epoch000")  # the best by val_mpjpe
     assert result.metrics["attempt_start_epoch"] == 2 and result.metrics["step"] == 6
-    local, tmp = ck.local_copy(uri, s3_server.endpoint)
+    local, tmp = local_copy("s3://runs/faults/s3run/checkpoint_epoch0002", s3_server.endpoint)
     try:
         assert_each_epoch_once(ck.read_meta(local)["progress"].history)
     finally:

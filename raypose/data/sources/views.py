@@ -73,17 +73,17 @@ def report_missing(record: SequenceRecord) -> None:
 
 
 def fill_missing(pos: np.ndarray) -> np.ndarray:
-    """(T, J, 3) with NaN/inf joints replaced by the same joint's nearest finite frame (else the
-    frame's finite mean, else 0): only to place virtual cameras, never as a target."""
+    """(T, J, 3) with NaN/inf joints interpolated over time from the same joint's finite frames
+    (held at the ends; a joint never seen takes its frame's finite mean, else 0): only to place
+    virtual cameras, never as a target."""
     out = np.array(pos, dtype=np.float64)
     ok = np.isfinite(out).all(-1)                                      # (T, J)
     if ok.all():
         return out
     t = np.arange(out.shape[0])
-    for j in range(out.shape[1]):
-        if ok[:, j].any() and not ok[:, j].all():
-            nearest = np.abs(t[:, None] - t[ok[:, j]][None]).argmin(1)
-            out[:, j] = out[ok[:, j], j][nearest]
+    for j in np.where(ok.any(0) & ~ok.all(0))[0]:
+        for k in range(out.shape[2]):
+            out[:, j, k] = np.interp(t, t[ok[:, j]], out[ok[:, j], j, k])
     bad = ~np.isfinite(out).all(-1)                                    # joints missing in every frame
     for f in np.where(bad.any(1))[0]:
         out[f, bad[f]] = out[f, ~bad[f]].mean(0) if (~bad[f]).any() else 0.0

@@ -612,3 +612,26 @@ def test_nan_3d_mocap_stays_missing_and_mostly_missing_sequences_are_reported(sh
         assert np.array_equal(lost_3d, walk_gaps | walk_gaps[:, :1])
         assert np.array_equal(v.keypoints_2d[..., 2] <= 0, walk_gaps)
         assert np.isfinite(v.joints_3d[~lost_3d]).all()
+
+
+def test_nan_joints_in_3dhp_and_coco_files_are_missing_not_errors(tmp_path):
+    """The other training readers read NaN the same way: 3DHP 2D holes are confidence 0 and 3D
+    holes stay NaN; a COCO keypoint with NaN coordinates is an unlabelled joint."""
+    d3, d2, _ = camera_clip(12, 0)
+    d3[3, 5], d2[4, 7, 0], d2[6, 2, 1] = np.nan, np.nan, np.inf   # joints in 3DHP order
+    f = write_3dhp_npz(tmp_path / "data_test_3dhp.npz",
+                       {"TS1": {"data_3d": d3, "data_2d": d2, "valid": np.ones(12)}}, test=True)
+    (rec,) = read_mpi_inf_3dhp(f)
+    kp = rec.keypoints_2d[0]
+    assert np.isfinite(kp).all() and int((kp[..., 2] <= 0).sum()) == 2
+    assert (kp[4][kp[4, :, 2] <= 0, :2] == 0).all() and (kp[6][kp[6, :, 2] <= 0, :2] == 0).all()
+    assert int((~np.isfinite(rec.positions_3d).all(-1)).sum()) == 1 and np.isfinite(rec.positions_3d[:3]).all()
+
+    person = coco_person(0, 0).astype(np.float64)
+    person[9, :2] = np.nan  # a left wrist with NaN coordinates (and v = 2)
+    f = tmp_path / "kp.json"
+    f.write_text(json.dumps({"images": [{"id": 1, "width": 640, "height": 480}], "annotations": [
+        {"id": 1, "image_id": 1, "iscrowd": 0, "keypoints": person.reshape(-1).tolist()}]}))
+    (rec,) = read_coco(f)
+    kp = rec.keypoints_2d[0]
+    assert np.isfinite(kp).all() and kp[0, skeleton.JOINT_INDEX["l_wrist"], 2] == 0

@@ -91,7 +91,7 @@ def test_a_killed_s3_job_resumes_from_s3(ray_local, s3_server, tmp_path):
     uri, result = fit(cfg, "finetune")
     assert uri.startswith("s3://jobs/runs/killed/checkpoint_epoch000")
     assert result.metrics["epoch"] == 5 and result.metrics["step"] == 12
-    assert result.metrics["attempt_start_epoch"] >= 2  # resumed, not restarted
+    assert result.metrics["attempt_start_epoch"] >= 1  # resumed from S3, not restarted
     local, tmp = local_copy("s3://jobs/runs/killed/checkpoint_epoch0005", s3_server.endpoint)
     try:
         history = ck.read_meta(local)["progress"].history

@@ -2,7 +2,7 @@
 mid-run and the run resumes from its last checkpoint (ZeRO-1 and ZeRO-2, same world size); a
 fine-tuning job storing its checkpoints on S3 (the local moto server) is killed, and re-running it
 under the same name resumes from S3. Time-boxed: a few epochs × 2 steps of the tiny smoke model
-(≈ 2.5 min for the file on 2 cores)."""
+(≈ 2 min for the file on 2 cores)."""
 from __future__ import annotations
 
 import pyarrow.fs as pafs

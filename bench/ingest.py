@@ -140,6 +140,13 @@ def measure(mode: str, data_cfg: DataConfig, epochs: int, cut: bool = False) -> 
     return res
 
 
+def all_subjects(data_cfg: DataConfig) -> list[str]:
+    """Every subject of the configured sources (the embedded mocap by default)."""
+    from raypose.data.pipeline import source_subject_frames
+
+    return sorted({s for src in data_cfg.sources for s in source_subject_frames(src, data_cfg)})
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--virtual-cameras", type=int, default=8)
@@ -156,8 +163,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from raypose.data.prepare import prepare_store
 
     work = Path(tempfile.mkdtemp(prefix="raypose-bench-"))
-    base = DataConfig(num_frames=args.num_frames, chunk_frames=args.chunk_frames, batch_size=args.batch_size,
-                      val_subjects=["__none__"])  # every subject is train
+    base = DataConfig(num_frames=args.num_frames, chunk_frames=args.chunk_frames, batch_size=args.batch_size)
+    # every subject is train (an explicit train list leaves val and test empty)
+    base = DataConfig(**{**base.__dict__, "train_subjects": all_subjects(base)})
     local = str(work / "store")
     m = prepare_store(base, local, args.shard_mb, seed=0, virtual_cameras=args.virtual_cameras)
     moto, endpoint = start_moto()

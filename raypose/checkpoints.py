@@ -28,8 +28,19 @@ FORMAT_VERSION = 1
 
 
 def safe_load(path: str | Path, device: Any = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and primitive containers only."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """``torch.load`` with ``weights_only=True``: tensors and primitive containers only.
+
+    A missing, truncated or corrupt file is a :class:`RayposeDataError` naming it (torch's own
+    message — "PytorchStreamReader failed reading zip archive" — names no file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RayposeDataError(path, "checkpoint file not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # zip/pickle/unpickler errors all mean a damaged file
+        raise RayposeDataError(path, f"unreadable checkpoint file, truncated or corrupt "
+                                     f"({type(e).__name__}: {e})") from None
 
 
 def _known_keys(values: dict[str, Any], cls: type = Config, where: str = "") -> tuple[dict[str, Any], list[str]]:
@@ -67,7 +78,10 @@ def config_from_json(text: str) -> Config:
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """``meta.pt`` with its config rebuilt (``progress`` stays the saved dict)."""
-    meta = safe_load(Path(directory) / META_FILE)
+    path = Path(directory) / META_FILE
+    meta = safe_load(path)
+    if not isinstance(meta, dict) or "config_json" not in meta:
+        raise RayposeDataError(path, "not a raypose checkpoint meta file (no config_json)")
     meta["config"] = config_from_json(meta["config_json"])
     return meta
 

@@ -19,5 +19,10 @@ class RayposeDataError(RayposeError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class MissingDataWarning(UserWarning):
+    """A sequence is mostly missing (NaN/inf or undetected joints): it is kept, masked, but
+    probably not what the user meant to train on. The message names the file and sequence."""
+
+
 class ConfigError(RayposeError, ValueError):
     """A configuration value or override is unknown, of the wrong type, or out of range."""

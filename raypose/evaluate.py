@@ -140,6 +140,8 @@ def predict_chunks(model: torch.nn.Module, chunks: dict[str, np.ndarray], info: 
         for clips in eval_clips(batch, data_cfg, max_clips):
             keep = owned_clips(clips, batch)
             centre_valid = clips.valid[:, clips.centre_index]
+            if clips.valid_3d is not None:  # frames with a missing 3D joint have no full target
+                centre_valid = centre_valid & clips.valid_3d[:, clips.centre_index].all(-1)
             clips = _select(clips, keep & centre_valid)
             if clips.num_clips == 0:
                 continue

@@ -1,7 +1,9 @@
 """Losses keyed by model output name, weighted by :class:`raypose.config.LossConfig`.
 
 All pose losses are MPJPE-style: the Euclidean distance per joint, averaged. 3D terms only
-count clips that have 3D ground truth (``has_3d``); reconstruction terms can be restricted to
+count clips that have 3D ground truth (``has_3d``) and, within them, joints whose target is known
+(``valid_3d``, else the finite ones: a mocap gap is masked, never a NaN gradient); bones and
+velocities count when both their joints are known. Reconstruction terms can be restricted to
 the positions the encoder did not see (``masked_only``, MAE-style).
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from raypose.masking import Masks
-from raypose.skeleton import bone_vectors
+from raypose.skeleton import BONES, bone_vectors
 
 
 def _mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.Tensor:
@@ -41,16 +43,37 @@ def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.T
     return _mean(err, weight)
 
 
-def bone_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean L2 distance between bone vectors (child − parent): orientation and length at once."""
-    return mpjpe_loss(bone_vectors(pred), bone_vectors(target), clips)
+def bone_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None,
+              joints: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean L2 distance between bone vectors (child − parent): orientation and length at once.
+    ``joints`` (N, F, 17) known joints: a bone counts when both its ends are known."""
+    bones = None
+    if joints is not None:
+        bones = joints[..., [c for c, _ in BONES]] & joints[..., [p for _, p in BONES]]
+    return mpjpe_loss(bone_vectors(pred), bone_vectors(target), clips, bones)
 
 
-def velocity_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean L2 distance between frame-to-frame joint displacements (needs F ≥ 2)."""
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torch.Tensor] = None,
+                  joints: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean L2 distance between frame-to-frame joint displacements (needs F ≥ 2); a joint's
+    displacement counts when it is known in both frames."""
     if pred.shape[1] < 2:
         return pred.sum() * 0.0
-    return mpjpe_loss(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], clips)
+    both = None if joints is None else joints[:, 1:] & joints[:, :-1]
+    return mpjpe_loss(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], clips, both)
+
+
+def known_targets(pose_3d: torch.Tensor, valid_3d: Optional[torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target with unknown joints set to 0, (N, F, J) known joints): ``valid_3d`` when given,
+    and in any case only finite joints — a NaN times a zero weight is still NaN."""
+    finite = torch.isfinite(pose_3d).all(-1)
+    known = finite if valid_3d is None else finite & valid_3d.to(torch.bool)
+    return torch.where(known[..., None], pose_3d, torch.zeros_like(pose_3d)), known
+
+
+def _and(a: Optional[torch.Tensor], b: torch.Tensor) -> torch.Tensor:
+    return b if a is None else a & b
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, hidden: Optional[torch.Tensor] = None,
@@ -75,8 +98,10 @@ def weighted(terms: dict[str, tuple[float, torch.Tensor]]) -> torch.Tensor:
     return torch.stack(values).sum() if values else torch.zeros(())
 
 
-def _target(targets: Any, key: str) -> Any:
-    return targets[key] if isinstance(targets, dict) else getattr(targets, key)
+def _target(targets: Any, key: str, default: Any = KeyError) -> Any:
+    if isinstance(targets, dict):
+        return targets[key] if default is KeyError else targets.get(key, default)
+    return getattr(targets, key) if default is KeyError else getattr(targets, key, default)
 
 
 def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Optional[Masks],
@@ -84,11 +109,12 @@ def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Option
     """Total loss and its unweighted parts (floats, for logging).
 
     ``targets``: dict (or a ClipBatch) with 'pose_2d' (N, F, 17, 2), 'pose_3d' (N, F, 17, 3),
-    'has_3d' (N,) and 'centre_index'. Output → term: 'multi' → multi_frame (+ bone_multi_frame,
+    'has_3d' (N,), 'centre_index' and optionally 'valid_3d' (N, F, 17): known 3D joints. Output → term: 'multi' → multi_frame (+ bone_multi_frame,
     + velocity); 'centre' → single_frame (+ bone_single_frame); 'rec_2d' and 'reproj_2d' →
     rec_2d; 'rec_3d' and 'lift_3d' → rec_3d. Terms with weight 0 are skipped.
     """
-    pose_2d, pose_3d = _target(targets, "pose_2d"), _target(targets, "pose_3d")
+    pose_2d = _target(targets, "pose_2d")
+    pose_3d, known = known_targets(_target(targets, "pose_3d"), _target(targets, "valid_3d", None))
     has_3d = _target(targets, "has_3d")
     has_3d = has_3d.to(torch.bool) if has_3d is not None else None
     c = int(_target(targets, "centre_index"))
@@ -102,21 +128,22 @@ def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Option
 
     if "multi" in outputs:
         m = outputs["multi"]
-        add("multi_frame", cfg.multi_frame, mpjpe_loss, m, pose_3d, has_3d)
-        add("bone_multi_frame", cfg.bone_multi_frame, bone_loss, m, pose_3d, has_3d)
-        add("velocity", cfg.velocity, velocity_loss, m, pose_3d, has_3d)
+        add("multi_frame", cfg.multi_frame, mpjpe_loss, m, pose_3d, has_3d, known)
+        add("bone_multi_frame", cfg.bone_multi_frame, bone_loss, m, pose_3d, has_3d, known)
+        add("velocity", cfg.velocity, velocity_loss, m, pose_3d, has_3d, known)
     if "centre" in outputs:
-        centre_3d = pose_3d[:, c:c + 1]
-        add("single_frame", cfg.single_frame, mpjpe_loss, outputs["centre"], centre_3d, has_3d)
-        add("bone_single_frame", cfg.bone_single_frame, bone_loss, outputs["centre"], centre_3d, has_3d)
+        centre_3d, centre_known = pose_3d[:, c:c + 1], known[:, c:c + 1]
+        add("single_frame", cfg.single_frame, mpjpe_loss, outputs["centre"], centre_3d, has_3d, centre_known)
+        add("bone_single_frame", cfg.bone_single_frame, bone_loss, outputs["centre"], centre_3d, has_3d,
+            centre_known)
     if "rec_2d" in outputs:
         add("rec_2d", cfg.rec_2d, reconstruction_loss, outputs["rec_2d"], pose_2d, hidden)
     if "reproj_2d" in outputs:
         add("reproj_2d", cfg.rec_2d, reconstruction_loss, outputs["reproj_2d"], pose_2d, hidden)
     if "rec_3d" in outputs:
-        add("rec_3d", cfg.rec_3d, reconstruction_loss, outputs["rec_3d"], pose_3d, hidden, has_3d)
+        add("rec_3d", cfg.rec_3d, reconstruction_loss, outputs["rec_3d"], pose_3d, _and(hidden, known), has_3d)
     if "lift_3d" in outputs:
-        add("lift_3d", cfg.rec_3d, mpjpe_loss, outputs["lift_3d"], pose_3d, has_3d)
+        add("lift_3d", cfg.rec_3d, mpjpe_loss, outputs["lift_3d"], pose_3d, has_3d, known)
 
     if not terms:
         raise ValueError(f"no loss term applies to outputs {sorted(outputs)} with these weights")

@@ -129,7 +129,14 @@ class JointMapping:
         if points.shape[-2] != self.num_source:
             raise ValueError(
                 f"{self.name} mapping expects {self.num_source} joints, got shape {points.shape}")
-        return np.einsum("jk,...kc->...jc", self.weights, points).astype(points.dtype, copy=False)
+        lost = ~np.isfinite(points).all(-1)                                # (…, K) missing joints
+        if not lost.any():
+            return np.einsum("jk,...kc->...jc", self.weights, points).astype(points.dtype, copy=False)
+        # a missing (NaN) source joint makes only the joints derived from it missing: NaN · 0
+        # in the matrix product would otherwise spread it over the whole frame
+        out = np.einsum("jk,...kc->...jc", self.weights, np.where(lost[..., None], 0.0, points))
+        out[(lost[..., None, :] & (self.weights != 0)).any(-1)] = np.nan
+        return out.astype(points.dtype, copy=False)
 
     def apply_confidence(self, conf: np.ndarray) -> np.ndarray:
         """(…, K) → (…, 17): a derived joint is only as confident as its least confident source."""

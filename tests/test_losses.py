@@ -66,3 +66,63 @@ def test_reprojection_and_3d_reconstruction_terms():
     total, parts = compute_losses(out, tg, None, LossConfig(rec_2d=2.0, rec_3d=3.0))
     assert set(parts) == {"rec_2d", "reproj_2d", "rec_3d", "lift_3d", "total"}
     assert abs(parts["total"] - 2.0 * parts["rec_2d"]) < 1e-5 and parts["reproj_2d"] == 0
+
+
+def test_nan_3d_targets_are_masked_out_of_the_loss_end_to_end(shared_data, tmp_path):
+    """Real mocap with NaN joints, written as a file, read, viewed, stored (Parquet) and cut into
+    clips on the device: the missing joints are ``valid_3d`` False, every loss term is finite,
+    no NaN reaches a gradient, and what the model predicts at a missing joint does not matter."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from raypose.config import DataConfig
+    from raypose.data import store
+    from raypose.data.clips import eval_clips, train_clips
+    from raypose.data.pipeline import CHUNK_COLUMNS, chunk_table, torch_dtypes
+    from raypose.data.sources import read_mocap, views
+    from tests.data.formats import write_videopose3d_3d
+
+    src = np.load(shared_data / "mocap_h36m17.npz", allow_pickle=True)
+    walk = src["positions_3d"].item()["deepmimic"]["walk"].copy()
+    gaps = np.random.default_rng(0).random(walk.shape[:2]) < 0.1
+    gaps[:, 0] = False  # pelvis kept: each gap is one joint
+    walk[gaps] = np.nan
+    path = write_videopose3d_3d(tmp_path / "walk_nan.npz", {"deepmimic": {"walk": walk}},
+                                fps={"deepmimic": {"walk": float(src["fps"].item()["deepmimic"]["walk"])}})
+    (rec,) = read_mocap(path)
+    table = store.views_to_table(views(rec, np.random.default_rng(0), 2))
+    pq.write_table(table, tmp_path / "shard.parquet")  # NaN survives the store
+    table = pq.read_table(tmp_path / "shard.parquet")
+    cfg = DataConfig(num_frames=9, chunk_frames=64, clips_per_sequence=16, noise_std=0.01)
+    chunks = {k: torch.as_tensor(v).to(torch_dtypes()[k]) for k, v in chunk_table(table, 64, 4).items()
+              if k in CHUNK_COLUMNS}
+    assert torch.isnan(chunks["joints_3d"]).any()
+    clips = train_clips(chunks, cfg, torch.Generator().manual_seed(0))
+    every = next(eval_clips(chunks, cfg))
+    for c in (clips, every):
+        assert torch.isfinite(c.pose_3d).all() and torch.isfinite(c.pose_2d).all()
+        assert (~c.valid_3d).any() and c.valid_3d.float().mean() > 0.8
+        assert (c.confidence[~c.valid_3d] == 0).all()  # the same joints are missing in the 2D
+
+    pred = (clips.pose_3d + 0.05 * torch.randn_like(clips.pose_3d)).requires_grad_()
+    outputs = {"multi": pred, "centre": pred[:, 4:5]}
+    cfg_loss = LossConfig(bone_multi_frame=1.0, bone_single_frame=1.0, velocity=1.0)
+    total, parts = compute_losses(outputs, clips, None, cfg_loss)
+    total.backward()
+    assert all(np.isfinite(v) and v > 0 for v in parts.values()), parts
+    assert torch.isfinite(pred.grad).all()
+    assert (pred.grad[~clips.valid_3d] == 0).all()
+    moved = pred.detach().clone()
+    moved[~clips.valid_3d] += 10.0  # wild guesses at unknown joints cost nothing
+    again, _ = compute_losses({"multi": moved, "centre": moved[:, 4:5]}, clips, None, cfg_loss)
+    assert torch.isclose(again, total)
+
+
+def test_a_nan_target_without_valid_3d_is_masked_too():
+    """Targets from anywhere (a dict, no ``valid_3d``) with NaN: the finite joints alone count."""
+    t = _targets()
+    t["pose_3d"][0, 2, 5] = float("nan")
+    pred = torch.zeros_like(t["pose_3d"], requires_grad=True)
+    total, parts = compute_losses({"multi": pred}, t, None, LossConfig(velocity=1.0, bone_multi_frame=1.0))
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(pred.grad).all()

@@ -212,3 +212,18 @@ def test_a_17_joint_order_that_is_neither_is_refused(shared_data):
         assert layout is None and "H36M-17" in why, name
     missing = np.zeros((5, 17, 3), np.float32)   # nothing detected
     assert sk.guess_layout17(missing)[0] is None
+
+
+def test_a_missing_source_joint_only_loses_the_joints_made_from_it():
+    """NaN · 0 is NaN: without care one NaN joint of a 32-joint H36M or a COCO frame spread over
+    every joint of the frame through the mapping matrix."""
+    pts = np.random.default_rng(0).normal(size=(3, 32, 3)).astype(np.float32)
+    pts[1, 5] = np.nan      # not one of the 17 kept joints
+    pts[2, 13, 0] = np.nan  # kept: becomes H36M joint 8 (thorax)
+    out = sk.to_h36m(pts, "h36m32")
+    lost = ~np.isfinite(out).all(-1)
+    assert not lost[:2].any() and lost[2].tolist() == [j == 8 for j in range(17)]
+    coco = np.random.default_rng(1).normal(size=(1, 17, 2))
+    coco[0, 11] = np.nan    # left hip: the pelvis and spine (mid-hips) and the left hip itself
+    lost = ~np.isfinite(sk.to_h36m(coco, "coco17")).all(-1)[0]
+    assert np.flatnonzero(lost).tolist() == [0, 4, 7]

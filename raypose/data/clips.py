@@ -9,7 +9,8 @@ batch at once, with edge replication where a clip runs past either end of its se
 2D keypoints are normalised to screen coordinates centred on the chunk camera's principal point
 (``(X − c)/w·2``, :func:`raypose.cameras.normalize_screen`), so a mirror is exactly ``x → −x``;
 missing detections (confidence ≤ 0 or NaN, or non-finite coordinates) become coordinates 0 with
-confidence 0 — masking reads them from ``confidence`` — so no NaN ever leaves this module.
+confidence 0 — masking reads them from ``confidence`` — and missing 3D joints (NaN in the store)
+become 0 with ``valid_3d`` False, which the losses read — so no NaN ever leaves this module.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class ClipBatch:
     chunk_index: Optional[torch.Tensor] = None   # (N,) int64
     frame_index: Optional[torch.Tensor] = None   # (N,) int64
     camera: Optional[torch.Tensor] = None        # (N, 23) the chunk's camera
+    #: (N, F, 17) bool: the 3D target joint is known (False where the source had NaN/inf).
+    valid_3d: Optional[torch.Tensor] = None
 
     @property
     def num_clips(self) -> int:
@@ -159,12 +162,14 @@ def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.
     pose_2d = torch.where(missing[..., None], torch.zeros_like(xy), xy)
     confidence = torch.where(missing, torch.zeros_like(conf), conf)
 
-    pose_3d = torch.nan_to_num(chunks["joints_3d"][rows, idx].float(), nan=0.0, posinf=0.0, neginf=0.0)
+    joints_3d = chunks["joints_3d"][rows, idx].float()
+    valid_3d = torch.isfinite(joints_3d).all(-1)
+    pose_3d = torch.where(valid_3d[..., None], joints_3d, torch.zeros_like(joints_3d))
     valid = (raw >= 0) & (raw < lengths[:, None])
     if "valid" in chunks:
         valid = valid & chunks["valid"][rows, idx].bool()
     return ClipBatch(pose_2d, confidence, pose_3d, chunks["has_3d"][chunk].bool(), valid,
-                     chunk_index=chunk, frame_index=centre.long(), camera=camera)
+                     chunk_index=chunk, frame_index=centre.long(), camera=camera, valid_3d=valid_3d)
 
 
 def cut_clips(chunks: Mapping[str, torch.Tensor], num_frames: int, stride: int,
@@ -189,12 +194,15 @@ def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> C
     pose_2d = clips.pose_2d.index_select(2, perm) * sign2
     pose_3d = clips.pose_3d.index_select(2, perm) * sign3
     confidence = clips.confidence.index_select(2, perm)
+    valid_3d = None if clips.valid_3d is None else clips.valid_3d.index_select(2, perm)
     if which is not None:
         w = which.bool()
         pose_2d = torch.where(w[:, None, None, None], pose_2d, clips.pose_2d)
         pose_3d = torch.where(w[:, None, None, None], pose_3d, clips.pose_3d)
         confidence = torch.where(w[:, None, None], confidence, clips.confidence)
-    return replace(clips, pose_2d=pose_2d, pose_3d=pose_3d, confidence=confidence)
+        if valid_3d is not None:
+            valid_3d = torch.where(w[:, None, None], valid_3d, clips.valid_3d)
+    return replace(clips, pose_2d=pose_2d, pose_3d=pose_3d, confidence=confidence, valid_3d=valid_3d)
 
 
 def add_noise(clips: ClipBatch, std: float, generator: Optional[torch.Generator]) -> ClipBatch:

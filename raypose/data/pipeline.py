@@ -154,6 +154,20 @@ def _source_label(src: SourceConfig) -> str:
     return f"{src.name} ({src.path or 'embedded mocap'})"
 
 
+def check_subject_names(data_cfg: DataConfig, per_source: dict[str, dict[str, int]]) -> list[str]:
+    """Every subject any source has (sorted); a split list naming one no source has raises
+    :class:`ConfigError` listing the known subjects. ``per_source``: label → frames per subject."""
+    known = sorted({s for frames in per_source.values() for s in frames})
+    for split in SPLITS:
+        names = getattr(data_cfg, f"{split}_subjects")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"data.{split}_subjects names subjects no source has: {', '.join(map(str, unknown))}; "
+                f"known subjects: {', '.join(known) or '(none)'} (sources: {', '.join(per_source)})")
+    return known
+
+
 def check_splits(data_cfg: DataConfig) -> dict[str, list[str]]:
     """The subjects of every split over all sources together, or a :class:`ConfigError`.
 
@@ -163,14 +177,7 @@ def check_splits(data_cfg: DataConfig) -> dict[str, list[str]]:
     configured source has it; an empty training split is refused before Ray starts.
     """
     per_source = {_source_label(src): source_subject_frames(src, data_cfg) for src in data_cfg.sources}
-    known = sorted({s for frames in per_source.values() for s in frames})
-    for split in SPLITS:
-        names = getattr(data_cfg, f"{split}_subjects")
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ConfigError(
-                f"data.{split}_subjects names subjects no source has: {', '.join(map(str, unknown))}; "
-                f"known subjects: {', '.join(known) or '(none)'} (sources: {', '.join(per_source)})")
+    known = check_subject_names(data_cfg, per_source)
     out: dict[str, list[str]] = {k: [] for k in SPLITS}
     for src, frames in zip(data_cfg.sources, per_source.values()):
         manifest = store.read_manifest(src.path, data_cfg.s3_endpoint) if src.format == "store" else {}
@@ -202,11 +209,17 @@ def raw_views(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int = 0
     return out
 
 
-def _raw_split_tables(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int) -> dict[str, list[pa.Table]]:
-    vs = raw_views(src, data_cfg, seed, index)
+def _view_frames(vs: list[Any]) -> dict[str, int]:
     frames: dict[str, int] = {}
     for v in vs:
         frames[v.subject] = frames.get(v.subject, 0) + int(np.shape(v.keypoints_2d)[0])
+    return frames
+
+
+def _raw_split_tables(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int,
+                      vs: Optional[list[Any]] = None) -> dict[str, list[pa.Table]]:
+    vs = raw_views(src, data_cfg, seed, index) if vs is None else vs
+    frames = _view_frames(vs)
     splits = _splits(data_cfg, frames)
     out: dict[str, list[pa.Table]] = {}
     order = np.random.default_rng([seed, index, 7]).permutation(len(vs))
@@ -351,19 +364,36 @@ def iter_device_batches(shard: Any, data_cfg: DataConfig, device: Any = "auto",
 # ------------------------------------------------------------------------------------------
 
 def split_tables(data_cfg: DataConfig, split: str, seed: int = 0) -> list[pa.Table]:
-    """Rows of ``split`` from every source as Arrow tables (verified shards; no Ray)."""
+    """Rows of ``split`` from every source as Arrow tables (verified shards; no Ray).
+
+    Split lists naming subjects no source has raise the same :class:`ConfigError` as
+    :func:`check_splits` (checked over all sources, before any shard is read): an evaluation
+    must not silently run on fewer subjects than were asked for.
+    """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
-    tables = []
+    per_source: dict[str, dict[str, int]] = {}
+    plans = []
     for i, src in enumerate(data_cfg.sources):
         if src.format == "store":
-            _, per_split = _store_split_shards(src, data_cfg)
+            manifest, per_split = _store_split_shards(src, data_cfg)
+            per_source.setdefault(_source_label(src), {}).update(
+                {s: int(e["frames"]) for s, e in manifest["subjects"].items()})
+            plans.append((src, per_split[split]))
+        else:
+            vs = raw_views(src, data_cfg, seed, i)
+            per_source.setdefault(_source_label(src), {}).update(_view_frames(vs))
+            plans.append((src, _raw_split_tables(src, data_cfg, seed, i, vs)[split]))
+    check_subject_names(data_cfg, per_source)
+    tables = []
+    for src, part in plans:
+        if src.format == "store":
             fs, _ = store.filesystem_for(src.path, data_cfg.s3_endpoint)
-            ts = [store.read_shard_table(src.path, sh, data_cfg.s3_endpoint, fs=fs) for sh in per_split[split]]
+            ts = [store.read_shard_table(src.path, sh, data_cfg.s3_endpoint, fs=fs) for sh in part]
             if ts and data_cfg.max_sequences:
                 ts = [pa.concat_tables(ts).slice(0, data_cfg.max_sequences)]
         else:
-            ts = _raw_split_tables(src, data_cfg, seed, i)[split]
+            ts = part
         tables.extend(ts)
     return tables
 

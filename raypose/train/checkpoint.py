@@ -154,9 +154,20 @@ def write_checkpoint(directory: str | Path, strategy: Any, progress: Progress, c
                            "world_size": strategy.info.world_size, "strategy": cfg.train.strategy,
                            "config_json": text}, tmp / META_FILE)
         atomic_write_text(text, tmp / CONFIG_FILE)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    _swap_in(tmp, final)
     return final
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by the complete ``tmp``: the previous checkpoint is moved aside, not
+    deleted, until the new one is in place, so a crash at any moment leaves one whole checkpoint
+    (``final`` or ``final.old``) — never a half-written one under the final name."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

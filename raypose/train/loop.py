@@ -350,6 +350,16 @@ def predict_centre(model: nn.Module, clips, flip: bool, prepare=lambda x: x) -> 
     return pred
 
 
+def centre_error(pred: torch.Tensor, clips) -> torch.Tensor:
+    """(N,) mean joint error (m) of centre frames over the joints whose 3D target is known
+    (``valid_3d``): a missing mocap joint neither counts as error nor turns the mean into NaN."""
+    err = torch.linalg.vector_norm(pred - clips.centre, dim=-1)                     # (N, 17)
+    if clips.valid_3d is None:
+        return err.mean(-1)
+    known = clips.valid_3d[:, clips.centre_index].to(err.dtype)
+    return (err * known).sum(-1) / known.sum(-1).clamp_min(1.0)
+
+
 @torch.no_grad()
 def validate(worker: Worker, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Val-split metric, all-reduced: MPJPE (mm, centre frames) or masked-modeling loss.
@@ -382,8 +392,7 @@ def validate(worker: Worker, batches: Iterator[dict[str, torch.Tensor]]) -> dict
                 clips = _select(clips, torch.arange(clips.num_clips, device=info.device) < cap - count)
             if worker.stage == "finetune":
                 pred = predict_centre(model, clips, cfg.train.flip_test, worker.strategy.prepare_inputs)
-                err = torch.linalg.vector_norm(pred - clips.centre, dim=-1).mean(-1)
-                total += float(err.sum()) * MM
+                total += float(centre_error(pred, clips).sum()) * MM
             else:
                 masks = draw_masks(worker, clips, g)
                 loss, _ = forward_loss(worker, model, clips, masks, step=0)

@@ -145,12 +145,13 @@ def test_flip_of_clip_matches_cutting_flipped_source(stride):
     assert torch.equal(flipped.valid, direct.valid)
 
 
-def test_flip_is_exact_for_a_camera_whose_principal_point_is_off_centre(shared_data):
+def test_flip_is_exact_for_a_camera_whose_principal_point_is_off_centre():
     """The 2D of the mirrored 3D pose, seen by a real-looking camera with cx ≠ w/2, is exactly
     the flipped clip (flips about the image centre were off by 2·(cx − w/2) pixels)."""
+    from raypose.data.sources import default_mocap_path
     from raypose.data.sources.mocap import read_mocap
 
-    pose = read_mocap(shared_data / "mocap_h36m17.npz", 50.0, subjects=["climb_b"])[0].positions_3d[:9]
+    pose = read_mocap(default_mocap_path(), 50.0, subjects=["climb_b"])[0].positions_3d[:9]
     cam = cameras.Camera("off", 1000, 1002, 1145.0, 1145.0, 540.0, 480.0)
     cam.R, cam.t = cameras.look_at(pose[0, 0] + [4.0, 1.0, 0.3], pose[0, 0])
     x_cam = cam.world_to_camera(pose)

@@ -13,7 +13,7 @@ from raypose.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def mocap_views(shared_data):
+def mocap_views():
     from raypose.data.sources import read_source, views
 
     rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_ray_streams_splits_from_local_and_s3_store(tmp_path, mocap_views, ray_l
     assert (got["centre_stop"] - got["centre_start"]).sum() == m["subjects"]["deepmimic"]["frames"]
 
 
-def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
+def test_ray_default_mocap_source_in_memory_and_weights(ray_local):
     """No store at all: the default config streams the embedded mocap (jobs run with no args)."""
     cfg = DataConfig(chunk_frames=128, batch_size=16)
     dss = pipeline.build_datasets(cfg, seed=0)
@@ -120,7 +120,7 @@ def test_ray_default_mocap_source_in_memory_and_weights(ray_local, shared_data):
     assert 1.6 * counts["train"] <= n <= 2.4 * counts["train"]
 
 
-def test_training_batches_mix_many_sequences_and_views(ray_local, shared_data):
+def test_training_batches_mix_many_sequences_and_views(ray_local):
     """A step's chunks come from many (sequence, camera) views, not the neighbours of a few:
     with the shuffle buffer almost every chunk of a batch is another view; without it, a batch
     is a run of consecutive chunks of one or two long views."""
@@ -188,6 +188,38 @@ def test_check_splits_reads_a_stores_manifest(tmp_path, mocap_views):
     with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9, S11; "
                                           r"known subjects: climb_a, climb_b, cmu_02, cmu_06, deepmimic"):
         pipeline.check_splits(DataConfig(sources=src, test_subjects=["S9", "S11"]))
+
+
+def test_split_tables_and_local_batches_refuse_unknown_subjects(tmp_path, mocap_views):
+    """The original failure: evaluation and in-process studies filtered unknown names away and
+    evaluated on fewer subjects (or none) without a word."""
+    bad = DataConfig(max_sequences=2, test_subjects=["S9"])
+    with pytest.raises(ConfigError, match=r"test_subjects names subjects no source has: S9; known subjects: "
+                                          r"climb_a, climb_b, cmu_02, cmu_06, deepmimic"):
+        pipeline.split_tables(bad, "test")
+    with pytest.raises(ConfigError, match="val_subjects names subjects no source has: S8"):
+        next(pipeline.local_batches(DataConfig(max_sequences=2, val_subjects=["S8"]), "val"))
+    root = str(tmp_path / "store")
+    store.write_store(mocap_views[:6], root, 1.0)
+    src = [SourceConfig(name="s", format="store", path=root)]
+    with pytest.raises(ConfigError, match="train_subjects names subjects no source has: S1"):
+        pipeline.split_tables(DataConfig(sources=src, train_subjects=["S1"]), "train")
+    good = DataConfig(max_sequences=2, test_subjects=["climb_b"])
+    assert sum(t.num_rows for t in pipeline.split_tables(good, "test")) == 2
+
+
+def test_bench_ingest_trains_on_every_subject_with_an_empty_val_split():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "ingest.py"
+    spec = importlib.util.spec_from_file_location("bench_ingest", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = DataConfig(train_subjects=bench.all_subjects(DataConfig()))
+    splits = pipeline.check_splits(data)
+    assert splits["train"] == ["climb_a", "climb_b", "cmu_02", "cmu_06", "deepmimic"]
+    assert splits["val"] == [] and splits["test"] == []
 
 
 def test_every_shipped_config_on_the_embedded_data_resolves_or_is_refused():

@@ -121,7 +121,7 @@ def test_h36m_bad_inputs(tmp_path, h36m_files):
     with raises(p2, "layout_name 'openpose25'"):
         read_h36m(p3)
     p2.unlink()
-    # wrong joint count, NaN, millimetres, wrong top-level key
+    # wrong joint count, millimetres, wrong top-level key (NaN is a missing joint, not an error)
     bad = tmp_path / "bad" / "data_3d_h36m.npz"
     write_videopose3d_3d(bad, {"S1": {"Walking": np.zeros((4, 16, 3), np.float32)}})
     with raises(bad, "16 joints, expected 17 or 32"):
@@ -129,8 +129,8 @@ def test_h36m_bad_inputs(tmp_path, h36m_files):
     nan = pose_sequence(4)
     nan[2, 3, 1] = np.nan
     write_videopose3d_3d(bad, {"S1": {"Walking": nan}})
-    with raises(bad, "NaN or inf .* first at frame 2"):
-        read_h36m(bad)
+    (got,) = read_h36m(bad)
+    assert np.isnan(got.positions_3d[2, 3, 1]) and np.isfinite(np.delete(got.positions_3d, 2, 0)).all()
     write_videopose3d_3d(bad, {"S1": {"Walking": pose_sequence(4) * 1000}})
     with raises(bad, "millimetres"):
         read_h36m(bad)
@@ -196,8 +196,8 @@ def test_amass_bad_inputs(tmp_path):
     bad = pose_sequence(5)
     bad[3, 0, 0] = np.inf
     write_amass_joints(f, bad, 60.0)
-    with raises(f, "NaN or inf"):
-        read_amass(f)
+    (got,) = read_amass(f)  # a missing joint (inf) stays missing, the rest is read
+    assert not np.isfinite(got.positions_3d[3, 0]).all() and np.isfinite(got.positions_3d[:3]).all()
     write_amass_joints(f, pose_sequence(5), 60.0, key="trans")
     with raises(f, "no joint positions: expected one of joints, positions_3d, poses_3d"):
         read_amass(f)
@@ -535,3 +535,103 @@ def test_read_source_from_s3(tmp_path, s3_server, monkeypatch):
     np.testing.assert_allclose(amass.positions_3d, pos)
     with pytest.raises(RayposeDataError, match="s3://raw-src/data/none.npz: file not found"):
         read_source(SourceConfig(path="s3://raw-src/data/none.npz"), 50.0, s3_endpoint=s3_server.endpoint)
+
+
+# --------------------------------------------------------------------------------------------
+# missing data is data: NaN/inf joints in real files
+# --------------------------------------------------------------------------------------------
+
+def _with_gaps(a: np.ndarray, seed: int, fraction: float, value: float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``a`` (…, T, J, C) with ``fraction`` of its joint-frames set to ``value`` (one
+    coordinate each), and the (…, T, J) mask of those joints."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.random(a.shape[:-1]) < fraction
+    out = a.copy()
+    out[..., 0][gaps] = value
+    return out, gaps
+
+
+def test_nan_2d_detections_train_as_missing_joints_as_at_inference(shared_data, tmp_path):
+    """The original failure: a NaN in a training file's 2D rejected the whole file, while
+    inference read the same export as missing joints. Real OpenPose detections (Pose2Sim, COCO
+    order) with NaN and inf holes, read as H36M 2D: the holes are joints with confidence 0, and
+    the reader's keypoints equal what the inference side makes of the same array."""
+    from raypose.data.detections import to_h36m
+
+    demo = np.load(shared_data / "pose2sim_demo.npz")
+    coco, _ = _with_gaps(demo["keypoints_coco17"], seed=1, fraction=0.1)
+    coco[0, 5, 7, 1] = np.inf
+    coco[1, 9, 3, 2] = np.nan  # a NaN confidence is a miss too
+    world = demo["positions_3d_h36m17"]
+    p3 = write_videopose3d_3d(tmp_path / "data_3d_h36m.npz", {"S1": {"Balance": world}})
+    write_videopose3d_2d(tmp_path / "data_2d_h36m_openpose.npz", {"S1": {"Balance": list(coco)}},
+                         layout_name="coco")
+    (rec,) = read_h36m(p3, subjects=["S1"])
+    assert len(rec.keypoints_2d) == 4
+    for c, kp in enumerate(rec.keypoints_2d):
+        assert np.isfinite(kp).all()
+        np.testing.assert_array_equal(kp, to_h36m(coco[c], "coco17", p3))  # = the inference reading
+    missing = np.stack([kp[..., 2] <= 0 for kp in rec.keypoints_2d])
+    before = np.stack([to_h36m(k, "coco17", p3)[..., 2] <= 0 for k in demo["keypoints_coco17"]])
+    assert (missing >= before).all() and missing.sum() > before.sum() + 0.05 * missing.size
+    # a hole in a COCO hip makes the pelvis (their midpoint) missing
+    hip_hole = ~np.isfinite(coco[..., [11, 12], :]).all(-1).any(-1)
+    assert missing[..., 0][hip_hole].all()
+    # and the views the store is written from carry them on, finite, as confidence 0
+    vs = views(rec, np.random.default_rng(0))
+    assert all(np.isfinite(v.keypoints_2d).all() for v in vs)
+    assert sum(int((v.keypoints_2d[..., 2] <= 0).sum()) for v in vs) == int(missing.sum())
+
+
+def test_nan_3d_mocap_stays_missing_and_mostly_missing_sequences_are_reported(shared_data, tmp_path):
+    """Real mocap with NaN joints is read (not rejected): the NaN joints stay NaN in the 3D
+    target and become confidence-0 2D in its virtual views; a sequence more than half missing
+    is read too, but with a warning naming the file and the sequence."""
+    from raypose.errors import MissingDataWarning
+
+    src = np.load(shared_data / "mocap_h36m17.npz", allow_pickle=True)
+    pos, fps = src["positions_3d"].item(), src["fps"].item()
+    walk, walk_gaps = _with_gaps(pos["deepmimic"]["walk"], seed=2, fraction=0.05)
+    kick, _ = _with_gaps(pos["deepmimic"]["kick"], seed=3, fraction=0.7, value=np.inf)
+    path = write_videopose3d_3d(tmp_path / "gappy_mocap.npz", {"deepmimic": {"walk": walk, "kick": kick}},
+                                fps={"deepmimic": {"walk": fps["deepmimic"]["walk"], "kick": fps["deepmimic"]["kick"]}})
+    recs = {r.action: r for r in read_mocap(path, subjects=["deepmimic"])}
+    assert np.array_equal(~np.isfinite(recs["walk"].positions_3d).all(-1), walk_gaps)
+    with pytest.warns(MissingDataWarning, match=r"gappy_mocap\.npz: mocap/deepmimic/kick is mostly missing \(7\d%"):
+        kick_views = views(recs["kick"], np.random.default_rng(0), 2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingDataWarning)  # 5 % missing is not reported
+        walk_views = views(recs["walk"], np.random.default_rng(0), 2)
+    for v in walk_views + kick_views:
+        assert np.isfinite(v.keypoints_2d).all()
+    for v in walk_views:
+        lost_3d = ~np.isfinite(v.joints_3d).all(-1)
+        # a missing joint is missing in 3D and 2D; a missing pelvis takes its frame's 3D with it
+        assert np.array_equal(lost_3d, walk_gaps | walk_gaps[:, :1])
+        assert np.array_equal(v.keypoints_2d[..., 2] <= 0, walk_gaps)
+        assert np.isfinite(v.joints_3d[~lost_3d]).all()
+
+
+def test_nan_joints_in_3dhp_and_coco_files_are_missing_not_errors(tmp_path):
+    """The other training readers read NaN the same way: 3DHP 2D holes are confidence 0 and 3D
+    holes stay NaN; a COCO keypoint with NaN coordinates is an unlabelled joint."""
+    d3, d2, _ = camera_clip(12, 0)
+    d3[3, 5], d2[4, 7, 0], d2[6, 2, 1] = np.nan, np.nan, np.inf   # joints in 3DHP order
+    f = write_3dhp_npz(tmp_path / "data_test_3dhp.npz",
+                       {"TS1": {"data_3d": d3, "data_2d": d2, "valid": np.ones(12)}}, test=True)
+    (rec,) = read_mpi_inf_3dhp(f)
+    kp = rec.keypoints_2d[0]
+    assert np.isfinite(kp).all() and int((kp[..., 2] <= 0).sum()) == 2
+    assert (kp[4][kp[4, :, 2] <= 0, :2] == 0).all() and (kp[6][kp[6, :, 2] <= 0, :2] == 0).all()
+    assert int((~np.isfinite(rec.positions_3d).all(-1)).sum()) == 1 and np.isfinite(rec.positions_3d[:3]).all()
+
+    person = coco_person(0, 0).astype(np.float64)
+    person[9, :2] = np.nan  # a left wrist with NaN coordinates (and v = 2)
+    f = tmp_path / "kp.json"
+    f.write_text(json.dumps({"images": [{"id": 1, "width": 640, "height": 480}], "annotations": [
+        {"id": 1, "image_id": 1, "iscrowd": 0, "keypoints": person.reshape(-1).tolist()}]}))
+    (rec,) = read_coco(f)
+    kp = rec.keypoints_2d[0]
+    assert np.isfinite(kp).all() and kp[0, skeleton.JOINT_INDEX["l_wrist"], 2] == 0

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def mocap_views(shared_data):
+def mocap_views():
     """Real mocap (embedded default data) seen from 2 virtual cameras per sequence."""
     from raypose.data.sources import read_source, views
 

@@ -31,7 +31,7 @@ def test_parse_source(job):
     assert job.parse_source("amass:s3://b/amass") == SourceConfig(name="amass", format="amass", path="s3://b/amass")
 
 
-def test_prepare_mocap_local_then_rerun_is_idempotent(job, tmp_path, capsys, shared_data):
+def test_prepare_mocap_local_then_rerun_is_idempotent(job, tmp_path, capsys):
     out = tmp_path / "store"
     m = job.main(["--source", "mocap:", "--out", str(out), "--shard-mb", "0.5", "--virtual-cameras", "2", "--seed", "3"])
     text = capsys.readouterr().out
@@ -51,7 +51,7 @@ def test_prepare_mocap_local_then_rerun_is_idempotent(job, tmp_path, capsys, sha
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before
 
 
-def test_prepare_to_s3_with_explicit_splits(job, s3_server, shared_data):
+def test_prepare_to_s3_with_explicit_splits(job, s3_server):
     uri = "s3://rp-job/mocap"
     m = job.main(["--source", "mocap:", "--out", uri, "--s3-endpoint", s3_server.endpoint,
                   "--virtual-cameras", "1", "--set", "data.test_subjects=[climb_b]",

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from raypose.data.sources import default_mocap_path
+
 torch.set_num_threads(1)
 
-MOCAP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mocap_h36m17.npz"
+#: The embedded mocap subset: its DeepMimic walk is the shared data's, frame for frame.
+MOCAP = default_mocap_path()
 
 
 def make_walk_clips(num_frames: int = 9, step: int = 4, cameras: int = 2) -> dict[str, torch.Tensor]:
     """Clips of the DeepMimic walk seen by virtual cameras: normalised 2D and root-relative 3D."""
     from raypose.cameras import normalize_screen, virtual_cameras
 
-    if not MOCAP.is_file():
-        pytest.skip("../shared/data is not beside this checkout")
     world = np.load(MOCAP, allow_pickle=True)["positions_3d"].item()["deepmimic"]["walk"]
     rng = np.random.default_rng(0)
     p2d, p3d = [], []

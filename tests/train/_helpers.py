@@ -8,7 +8,6 @@ from raypose import config
 from raypose.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
-MOCAP = REPO.parent / "shared" / "data" / "mocap_h36m17.npz"
 
 
 def tiny_config(*overrides: str, model: str = "pstmo_s", mocap: Path | None = None) -> Config:

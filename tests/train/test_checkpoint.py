@@ -109,3 +109,68 @@ def test_best_checkpoint_ignores_unscored_ones_and_falls_back_to_the_latest(tmp_
     assert checkpoint_uri(result([nan, nan, nan]), "finetune", cfg) == str(dirs[2])
     assert checkpoint_uri(result([nan, 80.0, nan]), "finetune", cfg) == str(dirs[1])
     assert checkpoint_uri(result([70.0, 80.0, nan]), "finetune", cfg) == str(dirs[0])
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint_whole(trained, tmp_path, monkeypatch):
+    """Fault injection: ``torch.save`` dies after the first file of the second write (a killed
+    process or a full disk); the first checkpoint stays in place and loads."""
+    worker, _ = trained
+    target = tmp_path / "c"
+    ck.write_checkpoint(target, worker.strategy, worker.progress, worker.cfg, "finetune", worker.generator)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    real_save, calls = torch.save, []
+
+    def dying_save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) > 1:
+            raise OSError("injected: disk full")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    worker.progress.step += 100  # the new checkpoint would differ
+    try:
+        with pytest.raises(OSError, match="injected"):
+            ck.write_checkpoint(target, worker.strategy, worker.progress, worker.cfg, "finetune",
+                                worker.generator)
+    finally:
+        worker.progress.step -= 100
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert ck.read_meta(target)["progress"].step == 4
+    fresh = loop.setup_worker(worker.cfg)
+    assert ck.restore(target, fresh.strategy, fresh.generator).step == 4
+    ck.load_model(str(target))
+
+
+@pytest.mark.parametrize("name", ["model.pt", "meta.pt", "train_state.pt"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_checkpoint_file_is_an_error_naming_it(trained, tmp_path, name, damage):
+    import shutil
+
+    from raypose.errors import RayposeDataError
+
+    worker, path = trained
+    copy = tmp_path / "c"
+    shutil.copytree(path, copy)
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 64,
+                               "empty": b""}[damage])
+    fresh = loop.setup_worker(worker.cfg)
+    with pytest.raises(RayposeDataError, match=rf"{copy / name}: unreadable checkpoint file, truncated or corrupt"):
+        ck.restore(copy, fresh.strategy, fresh.generator)
+    if name != "train_state.pt":
+        with pytest.raises(RayposeDataError, match=rf"{copy / name}: unreadable checkpoint file"):
+            ck.load_model(str(copy))
+
+
+def test_a_checkpoint_missing_its_meta_is_an_error_naming_it(trained, tmp_path):
+    import shutil
+
+    from raypose.errors import RayposeDataError
+
+    _, path = trained
+    shutil.copytree(path, tmp_path / "c")
+    (tmp_path / "c" / "meta.pt").unlink()
+    with pytest.raises(RayposeDataError, match=rf"{tmp_path / 'c' / 'meta.pt'}: checkpoint file not found"):
+        ck.load_model(str(tmp_path / "c"))

@@ -2,6 +2,10 @@
 
 Readers differ in layout, not in what counts as bad input, so the error wording lives here once:
 every failure is a :class:`~raypose.errors.RayposeDataError` naming the file and the problem.
+
+Missing data is data, not bad input: NaN/inf 2D keypoints are missing joints (confidence 0,
+coordinates 0 — what inference does with a detector's NaN), and NaN/inf 3D joints stay NaN so
+the clip cutter can mask them out of the loss (:mod:`raypose.data.clips`).
 """
 from __future__ import annotations
 
@@ -78,8 +82,9 @@ def check_finite(arr: np.ndarray, path: Path | str, what: str) -> None:
 
 
 def as_poses(value: Any, path: Path | str, what: str, channels: Sequence[int] = (3,),
-             joints: Sequence[int] = (NUM_JOINTS,)) -> np.ndarray:
-    """Validate a (T, J, C) pose array: right rank, joint count, channels, ≥1 frame, finite."""
+             joints: Sequence[int] = (NUM_JOINTS,), missing_ok: bool = False) -> np.ndarray:
+    """Validate a (T, J, C) pose array: right rank, joint count, channels, ≥1 frame, and finite
+    unless ``missing_ok`` (joint data, where NaN/inf marks a missing joint)."""
     arr = as_array(value, path, what)
     if arr.ndim != 3:
         raise RayposeDataError(
@@ -93,13 +98,17 @@ def as_poses(value: Any, path: Path | str, what: str, channels: Sequence[int] = 
                   f"{' or '.join(map(str, channels))}")
     if arr.shape[0] == 0:
         raise RayposeDataError(path, f"{what} has no frames")
-    check_finite(arr, path, what)
+    if not missing_ok:
+        check_finite(arr, path, what)
     return arr.astype(np.float32, copy=False)
 
 
 def check_metres(positions: np.ndarray, path: Path | str, what: str) -> None:
     """Reject 3D that is obviously in millimetres (a person is not 3 m from their pelvis)."""
-    extent = float(np.abs(positions - positions[:, ROOT:ROOT + 1]).max())
+    with np.errstate(invalid="ignore"):  # inf − inf at a missing joint
+        offsets = np.abs(positions - positions[:, ROOT:ROOT + 1])
+    finite = offsets[np.isfinite(offsets)]  # missing joints (NaN) say nothing about units
+    extent = float(finite.max()) if finite.size else 0.0
     if extent > MAX_BODY_EXTENT_M:
         raise RayposeDataError(
             path, f"{what} spans {extent:.1f} units around the pelvis; expected metres "
@@ -107,10 +116,24 @@ def check_metres(positions: np.ndarray, path: Path | str, what: str) -> None:
 
 
 def with_confidence(kp: np.ndarray) -> np.ndarray:
-    """(T, J, 2|3) → (T, J, 3); a missing confidence channel means every joint was detected."""
-    if kp.shape[-1] == 3:
-        return kp.astype(np.float32, copy=False)
-    return np.concatenate([kp, np.ones(kp.shape[:-1] + (1,), kp.dtype)], -1).astype(np.float32)
+    """(T, J, 2|3) → (T, J, 3); a missing confidence channel means every joint was detected.
+
+    Joints with a NaN/inf coordinate or confidence are missing: confidence 0, coordinates 0 —
+    the same reading inference gives a detector export that marks misses with NaN.
+    """
+    if kp.shape[-1] == 2:
+        kp = np.concatenate([kp, np.ones(kp.shape[:-1] + (1,), kp.dtype)], -1)
+    return mark_missing(kp.astype(np.float32))
+
+
+def mark_missing(kp: np.ndarray) -> np.ndarray:
+    """(…, 3) pixels + confidence with non-finite joints set to (0, 0, confidence 0)."""
+    missing = ~np.isfinite(kp).all(-1)
+    if not missing.any():
+        return kp
+    kp = kp.copy()
+    kp[missing] = 0.0
+    return kp
 
 
 def select(available: Iterable[str], requested: Optional[Iterable[str]], path: Path | str,

@@ -33,7 +33,7 @@ def iter_positions_3d(
                 continue
             matched.update(a for a in actions or () if action == a or str(action).startswith(a))
             what = f"positions_3d[{subject!r}][{action!r}]"
-            pos = as_poses(by_action[action], path, what, channels=(3,), joints=joints)
+            pos = as_poses(by_action[action], path, what, channels=(3,), joints=joints, missing_ok=True)
             if pos.shape[1] == 32:
                 pos = skeleton.to_h36m(pos, "h36m32")
             check_metres(pos, path, what)

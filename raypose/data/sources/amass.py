@@ -52,7 +52,7 @@ def read_sequence(path: Path, up_axis: str = "z") -> tuple[np.ndarray, float]:
     fps = as_array(data[fps_key], path, fps_key)
     if fps.size != 1 or not float(fps.reshape(-1)[0]) > 0:
         raise RayposeDataError(path, f"{fps_key} must be one positive number, got {fps.tolist()}")
-    pos = to_z_up(as_poses(data[pos_key], path, pos_key), up_axis)
+    pos = to_z_up(as_poses(data[pos_key], path, pos_key, missing_ok=True), up_axis)
     check_metres(pos, path, pos_key)
     return pos, float(fps.reshape(-1)[0])
 

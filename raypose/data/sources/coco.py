@@ -27,7 +27,7 @@ from raypose import skeleton
 from raypose.cameras import Camera
 from raypose.data.record import SequenceRecord
 from raypose.data.sources._common import (as_array, as_poses, check_metres, load_npz,
-                                          require_file, select)
+                                          mark_missing, require_file, select)
 from raypose.errors import RayposeDataError
 
 NUM_COCO_KEYPOINTS = 17
@@ -69,7 +69,7 @@ def load_pseudo_labels(path: Path) -> dict[str, np.ndarray]:
         arr = as_array(value, path, what)
         if arr.shape != (skeleton.NUM_JOINTS, 3):
             raise RayposeDataError(path, f"{what} has shape {arr.shape}, expected (17, 3)")
-        pose = as_poses(arr[None], path, what)
+        pose = as_poses(arr[None], path, what, missing_ok=True)
         check_metres(pose, path, what)
         labels[str(key)] = pose
     return labels
@@ -114,7 +114,8 @@ def read_coco(
         if kp.size != 3 * NUM_COCO_KEYPOINTS:
             raise RayposeDataError(path, f"annotations[{i}].keypoints has {kp.size} values, expected "
                                          f"{3 * NUM_COCO_KEYPOINTS} (x, y, v for 17 joints)")
-        kp = as_poses(kp.reshape(1, NUM_COCO_KEYPOINTS, 3), path, f"annotations[{i}].keypoints")
+        kp = mark_missing(as_poses(kp.reshape(1, NUM_COCO_KEYPOINTS, 3), path, f"annotations[{i}].keypoints",
+                                   missing_ok=True))
         if int(ann.get("num_keypoints", int((kp[..., 2] > 0).sum()))) < min_keypoints:
             continue
         image_id = _field(ann, "image_id", path, i)

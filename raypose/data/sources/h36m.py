@@ -75,7 +75,7 @@ def keypoints_for(path: Path, tree: dict, layout: str, subject: str, action: str
     out = []
     for c, arr in enumerate(per_cam):
         what = f"positions_2d[{subject!r}][{action!r}][{c}]"
-        kp = with_confidence(as_poses(arr, path, what, channels=(2, 3)))
+        kp = with_confidence(as_poses(arr, path, what, channels=(2, 3), missing_ok=True))
         if kp.shape[0] < num_frames:
             raise RayposeDataError(path, f"{what} has {kp.shape[0]} frames, fewer than the "
                                          f"{num_frames} of the 3D mocap")

@@ -66,11 +66,13 @@ def _clip(path: Path, anim: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     for key in ("data_3d", "data_2d"):
         if key not in anim:
             raise RayposeDataError(path, f"{what} has no {key!r}; found {sorted(anim)}")
-    pos = as_poses(anim["data_3d"], path, f"{what}['data_3d']") / 1000.0
-    kp = with_confidence(as_poses(anim["data_2d"], path, f"{what}['data_2d']", channels=(2, 3)))
+    pos = as_poses(anim["data_3d"], path, f"{what}['data_3d']", missing_ok=True) / 1000.0
+    kp = with_confidence(as_poses(anim["data_2d"], path, f"{what}['data_2d']", channels=(2, 3), missing_ok=True))
     if pos.shape[0] != kp.shape[0]:
         raise RayposeDataError(path, f"{what} has {pos.shape[0]} 3D frames but {kp.shape[0]} 2D frames")
-    extent = float(np.abs(pos - pos[:, ROOT_3DHP:ROOT_3DHP + 1]).max())
+    with np.errstate(invalid="ignore"):  # inf − inf at a missing joint
+        offsets = np.abs(pos - pos[:, ROOT_3DHP:ROOT_3DHP + 1])
+    extent = float(np.nanmax(offsets, initial=0.0, where=np.isfinite(offsets)))
     if not 0.1 < extent < 3.0:  # a person spans roughly 300–1500 mm around the pelvis
         raise RayposeDataError(path, f"{what}['data_3d'] spans {extent * 1000:.4g} units around the "
                                      f"pelvis; expected millimetres")

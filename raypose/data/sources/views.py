@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,8 +21,12 @@ from raypose.cameras import Camera
 from raypose.config import RigConfig
 from raypose.data.record import SequenceRecord
 from raypose.data.rig import rig_views
-from raypose.errors import RayposeDataError
+from raypose.data.sources._common import mark_missing
+from raypose.errors import MissingDataWarning, RayposeDataError
 from raypose.skeleton import ROOT
+
+#: A record with more than this fraction of its joint-frames missing is reported.
+MOSTLY_MISSING = 0.5
 
 
 @dataclass
@@ -43,7 +48,53 @@ class View:
 
 
 def root_relative(x: np.ndarray) -> np.ndarray:
+    """Pelvis-relative joints; a frame whose pelvis is missing (NaN) is missing entirely."""
     return (x - x[:, ROOT:ROOT + 1]).astype(np.float32)
+
+
+def missing_fraction(record: SequenceRecord) -> float:
+    """Fraction of joint-frames missing: NaN/inf 3D, or 2D with confidence ≤ 0 (worst camera)."""
+    parts = []
+    if record.positions_3d is not None:
+        parts.append(float((~np.isfinite(record.positions_3d).all(-1)).mean()))
+    for kp in record.keypoints_2d or []:
+        parts.append(float((~(kp[..., 2] > 0)).mean()))
+    return max(parts, default=0.0)
+
+
+def report_missing(record: SequenceRecord) -> None:
+    """Warn, naming the file and sequence, when most of a record is missing: it is kept (its
+    missing joints are masked) but is likely a broken export, not data to train on."""
+    frac = missing_fraction(record)
+    if frac > MOSTLY_MISSING:
+        warnings.warn(f"{record.source_path or record.dataset}: {record.key} is mostly missing "
+                      f"({100 * frac:.0f}% of joint-frames are NaN/inf or undetected); its missing "
+                      "joints are masked out of training", MissingDataWarning, stacklevel=2)
+
+
+def fill_missing(pos: np.ndarray) -> np.ndarray:
+    """(T, J, 3) with NaN/inf joints interpolated over time from the same joint's finite frames
+    (held at the ends; a joint never seen takes its frame's finite mean, else 0): only to place
+    virtual cameras, never as a target."""
+    out = np.array(pos, dtype=np.float64)
+    ok = np.isfinite(out).all(-1)                                      # (T, J)
+    if ok.all():
+        return out
+    t = np.arange(out.shape[0])
+    for j in np.where(ok.any(0) & ~ok.all(0))[0]:
+        for k in range(out.shape[2]):
+            out[:, j, k] = np.interp(t, t[ok[:, j]], out[ok[:, j], j, k])
+    bad = ~np.isfinite(out).all(-1)                                    # joints missing in every frame
+    for f in np.where(bad.any(1))[0]:
+        out[f, bad[f]] = out[f, ~bad[f]].mean(0) if (~bad[f]).any() else 0.0
+    return out
+
+
+def with_missing(positions_cam: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Camera-frame joints with the ``missing`` (T, J) ones set back to NaN."""
+    out = np.array(positions_cam, dtype=np.float32)
+    out[missing] = np.nan
+    return out
 
 
 def project_view(positions_cam: np.ndarray, camera: Camera, distort: bool) -> np.ndarray:
@@ -56,6 +107,7 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
           rig: Optional[RigConfig] = None) -> list[View]:
     """Per-camera views of ``record`` (virtual cameras of ``rig`` drawn from ``rng`` for 3D-only
     world data; the default rig when None)."""
+    report_missing(record)
     T = record.num_frames
     valid = np.ones(T, bool) if record.valid is None else np.asarray(record.valid, bool).reshape(-1)
     if valid.shape[0] != T:
@@ -69,10 +121,13 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
         if not cameras:
             if record.frame_3d != "world":
                 raise RayposeDataError(record.source_path, f"{record.key}: camera-frame 3D needs its camera")
+            missing = ~np.isfinite(pos).all(-1)
             return [View(record.dataset, record.subject, record.action, rv.camera, float(record.fps),
-                         project_view(rv.positions_cam, rv.camera, distort=False),
-                         root_relative(rv.positions_cam), valid.copy())
-                    for rv in rig_views(pos, record.fps, num_virtual, rig or RigConfig(), rng, record.key)]
+                         mark_missing(project_view(with_missing(rv.positions_cam, missing), rv.camera,
+                                                   distort=False)),
+                         root_relative(with_missing(rv.positions_cam, missing)), valid.copy())
+                    for rv in rig_views(fill_missing(pos), record.fps, num_virtual, rig or RigConfig(),
+                                        rng, record.key)]
     elif len(record.keypoints_2d) != len(cameras):
         raise RayposeDataError(record.source_path, f"{record.key} has {len(record.keypoints_2d)} "
                                                    f"2D tracks but {len(cameras)} cameras")
@@ -83,6 +138,6 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
             cam_pos = pos if record.frame_3d == "camera" else cam.world_to_camera(pos)
         kp = record.keypoints_2d[c] if record.keypoints_2d is not None else project_view(cam_pos, cam, distort=True)
         out.append(View(record.dataset, record.subject, record.action, cam, float(record.fps),
-                        kp.astype(np.float32, copy=False),
+                        mark_missing(kp.astype(np.float32, copy=False)),
                         None if cam_pos is None else root_relative(cam_pos), valid.copy()))
     return out

@@ -121,7 +121,7 @@ def run(configs: Sequence[str], baseline: str, seeds: Sequence[int], overrides: 
                    "protocol": score_protocol(model, cfg, test)}
             if not quick:
                 cams = evaluate_calibrated(model, SHARED / "pose2sim_demo.npz", cfg.data.num_frames,
-                                           cfg.data.stride, flip=True)
+                                           cfg.data.stride, flip=True, model_fps=cfg.data.target_fps or None)
                 row["pose2sim"] = mean_over_cameras(cams)
             rows.append(row)
             print(format_row(row), flush=True)

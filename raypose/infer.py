@@ -126,6 +126,41 @@ def resample_to_frames(poses: np.ndarray, fps: float, target_fps: float, num_fra
     return out[:num_frames].astype(np.float32)
 
 
+def fill_short_gaps(keypoints_2d: np.ndarray, max_gap: int,
+                    conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> np.ndarray:
+    """(T, 17, 3) pixels + confidence with each joint's runs of ≤ ``max_gap`` missing frames
+    filled: linearly between the detections around the run, held from the one neighbour at a
+    track's ends. Filled joints take the lower of their neighbours' confidences.
+
+    Why: detectors drop joints for a few frames (occlusion, motion blur) and whole frames; a
+    lifter then sees a body with holes, which a window model never saw in training (the shipped
+    model drew collapsed or exploded poses there). Longer gaps stay missing.
+    """
+    kp = np.array(keypoints_2d, dtype=np.float32)
+    if max_gap <= 0 or len(kp) < 2:
+        return kp
+    seen = (kp[..., 2] > conf_threshold) & np.isfinite(kp[..., :2]).all(-1)
+    t_all = np.arange(len(kp))
+    for j in range(kp.shape[1]):
+        ok = seen[:, j]
+        if ok.all() or not ok.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~ok).astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):      # missing run [a, b)
+            if b - a > max_gap:
+                continue
+            left, right = a - 1, b                       # the detections around the run
+            if left < 0:
+                kp[a:b, j] = kp[right, j]
+            elif right >= len(kp):
+                kp[a:b, j] = kp[left, j]
+            else:
+                w = ((t_all[a:b] - left) / (right - left))[:, None]
+                kp[a:b, j, :2] = kp[left, j, :2] * (1 - w) + kp[right, j, :2] * w
+                kp[a:b, j, 2] = min(kp[left, j, 2], kp[right, j, 2])
+    return kp
+
+
 def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
     """A track over its whole frame range: frames between detections become all-missing rows
     (confidence 0), so windows keep real time spacing and the model sees the gaps as masked."""
@@ -139,18 +174,20 @@ def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lift_tracks(model: torch.nn.Module, tracks: Mapping[Any, Track | tuple[np.ndarray, np.ndarray]],
-                width: float, height: float, num_frames: int, fill_gaps: bool = True, **kw
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                width: float, height: float, num_frames: int, fill_gaps: bool = True,
+                max_gap: int = 0, **kw) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Lift every person: ``{id: (frames (T,), poses (T, 17, 3))}``.
 
     With ``fill_gaps`` a track covers its first..last frame (undetected frames lifted from
-    temporal context); otherwise only the detected frames, back to back.
+    temporal context); otherwise only the detected frames, back to back. ``max_gap`` > 0 fills
+    each joint's runs of up to that many missing frames first (:func:`fill_short_gaps`).
     """
     results = {}
     for tid, tr in tracks.items():
         if not isinstance(tr, Track):
             tr = Track(np.asarray(tr[0], dtype=np.int64), np.asarray(tr[1], dtype=np.float32))
         frames, kp = contiguous(tr) if fill_gaps else (tr.frames, tr.keypoints)
+        kp = fill_short_gaps(kp, max_gap, kw.get("conf_threshold", DEFAULT_CONF_THRESHOLD))
         results[str(tid)] = (frames, lift_sequence(model, kp, width, height, num_frames, **kw))
     return results
 
@@ -296,6 +333,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--conf-threshold", type=float, default=DEFAULT_CONF_THRESHOLD)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fps", type=float, default=None, help="frame rate, where the input lacks it")
+    p.add_argument("--fill-gaps", type=float, default=1.0, metavar="SECONDS",
+                   help="fill each joint's detection gaps up to this long before lifting "
+                        "(linear; held at a track's ends); 0 = lift the gaps as missing joints")
     return p
 
 
@@ -377,10 +417,11 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     if fps is None and model_fps:
         raise RayposeDataError(args.input, "the file does not carry its frame rate: pass --fps "
                                "(windows are resampled to the model's rate)")
+    max_gap = int(round(args.fill_gaps * (fps or 30.0)))
     results = lift_tracks(model, det.tracks, width, height, num_frames, stride=stride,
                           flip=not args.no_flip, batch_size=args.batch_size,
                           conf_threshold=args.conf_threshold, device=args.device,
-                          fps=fps, model_fps=model_fps)
+                          fps=fps, model_fps=model_fps, max_gap=max_gap)
     fps = fps or 30.0
     out = Path(args.out)
     written = {"npz": [str(write_npz(out, results))]}

@@ -360,14 +360,15 @@ def test_shipped_model_lifts_the_sports2d_people(shared_data, tmp_path):
         ["--input", str(src), "--out", str(tmp_path / "o.npz")]))
     with np.load(tmp_path / "o.npz") as d:
         tracks = {k: d[k] for k in d.files if k.startswith("track_")}
-    assert set(tracks) == {"track_0", "track_1"} and res["npz"]
+    assert set(tracks) == {"track_0", "track_1"} and res["written"]["npz"]
     for poses in tracks.values():
         assert np.isfinite(poses).all()
         thigh = np.median(np.linalg.norm(poses[:, 2] - poses[:, 1], axis=-1))   # r_knee − r_hip
         shin = np.median(np.linalg.norm(poses[:, 3] - poses[:, 2], axis=-1))
-        assert 0.3 < thigh < 0.6 and 0.3 < shin < 0.6, (thigh, shin)
-        head_up = poses[:, 10, 1] < poses[:, 0, 1]                            # camera y is down
-        assert head_up.mean() > 0.9
+        assert 0.2 < thigh < 0.7 and 0.2 < shin < 0.7, (thigh, shin)
+        y = poses[..., 1]                                                     # camera y is down
+        upright = (y[:, 10] < y[:, 0]) & (y[:, 0] < y[:, 2]) & (y[:, 2] < y[:, 3])  # head, pelvis, knee, foot
+        assert upright.mean() > 0.8, upright.mean()                           # one person flips
 
 
 def test_infer_job_without_checkpoint_on_an_h36m_npy(shared_data, tmp_path):
@@ -392,3 +393,29 @@ def test_infer_job_without_checkpoint_on_an_h36m_npy(shared_data, tmp_path):
         pred = d["track_0"]
     err = metrics.mpjpe(pred.astype(np.float64), view.joints_3d.astype(np.float64)) * 1000
     assert pred.shape == view.joints_3d.shape and err < 120, err
+
+
+def test_short_detection_gaps_are_filled_and_long_ones_stay_missing(shared_data):
+    """Real Sports2D track 0: its detector drops joints for a few frames and whole frames for 22."""
+    det = read_detections(shared_data / "sports2d_demo" / "detections_coco17.json")
+    frames, kp = infer.contiguous(det.tracks["0"])
+    seen = kp[..., 2] > infer.DEFAULT_CONF_THRESHOLD
+    filled = infer.fill_short_gaps(kp, max_gap=5)
+    now = filled[..., 2] > infer.DEFAULT_CONF_THRESHOLD
+    assert now.sum() > seen.sum() and (now | ~seen).all()       # more joints, none lost
+    np.testing.assert_array_equal(filled[seen], kp[seen])        # detections untouched
+    # a filled joint lies on the line between the detections around its gap
+    t, j = map(int, np.argwhere(now & ~seen)[0])
+    left = max(i for i in range(t) if seen[i, j]) if seen[:t, j].any() else None
+    right = min(i for i in range(t + 1, len(kp)) if seen[i, j]) if seen[t + 1:, j].any() else None
+    if left is not None and right is not None:
+        w = (t - left) / (right - left)
+        np.testing.assert_allclose(filled[t, j, :2], (1 - w) * kp[left, j, :2] + w * kp[right, j, :2], rtol=1e-5)
+    # frames the detector lost entirely, in runs: a run longer than 5 frames stays missing
+    blackout = ~seen.any(1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], blackout.astype(int), [0]])))
+    runs = [(a, b) for a, b in zip(edges[::2], edges[1::2])]
+    a, b = max(runs, key=lambda r: r[1] - r[0])
+    assert b - a > 5 and not now[a:b].any()
+    assert (infer.fill_short_gaps(kp, max_gap=30)[..., 2] > infer.DEFAULT_CONF_THRESHOLD)[blackout].all()
+    np.testing.assert_array_equal(infer.fill_short_gaps(kp, 0), kp)

@@ -332,12 +332,26 @@ def build_datasets(data_cfg: DataConfig, seed: int = 0, context: Optional[int] =
     out = {}
     for split in SPLITS:
         dss = [chunks(rows[split][0]) for rows in per_source]
+        frames = [rows[split][1] for rows in per_source]
         if split == "train" and len(dss) > 1:
-            factors = mixing_factors([s.weight for s in data_cfg.sources],
-                                     [rows[split][1] for rows in per_source])
+            factors = mixing_factors([s.weight for s in data_cfg.sources], frames)
             dss = [_weighted(ds, f, seed + i) for i, (ds, f) in enumerate(zip(dss, factors))]
-        out[split] = dss[0].union(*dss[1:]) if len(dss) > 1 else dss[0]
+            frames = [f * k for f, k in zip(frames, factors)]
+        ds = dss[0].union(*dss[1:]) if len(dss) > 1 else dss[0]
+        if 0 < chunk_megabytes(sum(frames), data_cfg, ctx) <= data_cfg.cache_mb:
+            ds = ds.materialize()
+        out[split] = ds
     return out
+
+
+#: Bytes of one chunk frame: 2D + confidence and 3D (float32 × 17 × 3 each) and ``valid``.
+CHUNK_FRAME_BYTES = 2 * store.NUM_JOINTS * 3 * 4 + 1
+
+
+def chunk_megabytes(frames: float, data_cfg: DataConfig, context: int) -> float:
+    """Approximate size of a split's chunks: its frames, plus the context every chunk repeats."""
+    own = max(1, data_cfg.chunk_frames - 2 * context)
+    return frames * CHUNK_FRAME_BYTES * data_cfg.chunk_frames / own / 1e6
 
 
 def iter_device_batches(shard: Any, data_cfg: DataConfig, device: Any = "auto",

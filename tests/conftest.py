@@ -32,6 +32,23 @@ SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
 
 
+def load_script(relative: str):
+    """A repo script that is not a package module (bench/*.py, jobs/*.py), imported by path."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def script():
+    """:func:`load_script` for tests: ``script("bench/accuracy.py")``."""
+    return load_script
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

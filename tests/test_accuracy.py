@@ -1,7 +1,6 @@
 """bench/accuracy.py: the fixed protocol on held-out climb_b, end to end in a smoke run."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,15 +9,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "bench" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_protocol_views_are_the_documented_test(shared_data):
-    bench = _bench()
+def test_protocol_views_are_the_documented_test(shared_data, script):
+    bench = script("bench/accuracy.py")
     test = bench.protocol_views(shared_data / "mocap_h36m17.npz")
     assert len(test) == 4                                      # climb_4 seen by the 4 protocol cameras
     kp, target = test[0]
@@ -28,8 +20,8 @@ def test_protocol_views_are_the_documented_test(shared_data):
     np.testing.assert_allclose(target[:, 0], 0)                # root-relative
 
 
-def test_quick_run_trains_scores_and_writes(shared_data, tmp_path):
-    bench = _bench()
+def test_quick_run_trains_scores_and_writes(shared_data, tmp_path, script):
+    bench = script("bench/accuracy.py")
     out = tmp_path / "acc.json"
     assert bench.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -3,7 +3,6 @@
 tasks, real detections from calibrated cameras) that writes its page, raw numbers and plots."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import time
@@ -21,10 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_study", REPO / "bench" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+
+    return load_script("bench/study.py")
 
 
 def test_stat_is_mean_and_sample_std():

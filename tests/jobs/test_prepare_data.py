@@ -1,7 +1,6 @@
 """jobs/prepare_data.py end to end (local and S3) and the APTPose still-noising pipeline."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,11 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def job():
-    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "jobs" / "prepare_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def job(script):
+    return script("jobs/prepare_data.py")
 
 
 def test_parse_source(job):

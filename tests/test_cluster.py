@@ -109,7 +109,11 @@ def _finetune(env: dict, storage: Path, name: str, log_path: Path, *extra: str) 
         [sys.executable, str(REPO / "jobs" / "finetune.py"), "--config",
          str(REPO / "configs" / "pstmo_s_smoke.yaml"),
          "--set", "train.num_workers=3", "--set", "train.cpus_per_worker=1",
-         "--set", f"train.storage_path={storage}", "--set", f"train.run_name={name}", *extra],
+         "--set", f"train.storage_path={storage}", "--set", f"train.run_name={name}",
+         # stream the chunks (no up-front cut into the object store): with the data node idle when
+         # the workers are placed, the CPU-only twin would put a training worker on it and add
+         # only two training nodes (on cluster.yaml training needs a GPU node either way)
+         "--set", "data.cache_mb=0", *extra],
         env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, text=True)
 
 

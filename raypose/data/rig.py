@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raypose.cameras import Camera, look_at
+from raypose.cameras import Camera, look_at, project
 from raypose.config import RigConfig
 from raypose.errors import RayposeDataError
 from raypose.skeleton import ROOT
@@ -95,11 +95,6 @@ def out_of_frame_fraction(pixels: np.ndarray, depth: np.ndarray, width: int, hei
     return float((~inside.all(-1)).mean())
 
 
-def _project(positions_cam: np.ndarray, intr: dict) -> np.ndarray:
-    z = np.clip(positions_cam[..., 2:3], 1e-6, None)
-    return positions_cam[..., :2] / z * [intr["fx"], intr["fy"]] + [intr["cx"], intr["cy"]]
-
-
 def rig_views(positions: np.ndarray, fps: float, num: int, rig: RigConfig,
               rng: np.random.Generator, name: str = "") -> list[RigView]:
     """``num`` virtual cameras around a world-frame (T, 17, 3) sequence (Z up), per ``rig``."""
@@ -126,7 +121,8 @@ def rig_views(positions: np.ndarray, fps: float, num: int, rig: RigConfig,
             target[2] = aim_z
             R, _ = look_at(centres[0], target, UP)
             cam_pos = (pos - centres[:, None]) @ R.T                    # per-frame translation
-            out = out_of_frame_fraction(_project(cam_pos, intr), cam_pos[..., 2], intr["width"], intr["height"])
+            pixels = project(cam_pos, [intr["fx"], intr["fy"], intr["cx"], intr["cy"]], distort=False)
+            out = out_of_frame_fraction(pixels, cam_pos[..., 2], intr["width"], intr["height"])
             if out <= rig.max_out_of_frame:
                 break
             d *= BACK_OFF

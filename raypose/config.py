@@ -50,7 +50,7 @@ class SourceConfig:
 
     name: str = "mocap"
     #: 'store' (Parquet shards made by jobs/prepare_data.py) or a reader format:
-    #: 'mocap' / 'h36m' / 'amass' / 'coco' / 'mpi_inf_3dhp'.
+    #: 'mocap' / 'h36m' / 'amass' / 'coco' / 'mpi_inf_3dhp' / 'bvh'.
     format: str = "mocap"
     #: A path or s3:// URI; '' means the embedded default mocap shipped in the package.
     path: str = ""
@@ -59,7 +59,7 @@ class SourceConfig:
     #: For 3D-only sources: how many virtual cameras to synthesise per sequence.
     virtual_cameras: int = 4
     #: Reader-specific options, e.g. {detector: cpn_ft_h36m_dbb} for h36m, {up_axis: y} for
-    #: amass, {pseudo_labels: path} for coco, {actions: [walk]} for mocap.
+    #: amass, {pseudo_labels: path} for coco, {actions: [walk]} for mocap, {units: cm} for bvh.
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

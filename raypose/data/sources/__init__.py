@@ -13,6 +13,7 @@ from raypose.config import SourceConfig
 from raypose.data.record import SequenceRecord
 from raypose.data.sources._remote import fetch, is_remote
 from raypose.data.sources.amass import read_amass
+from raypose.data.sources.bvh import read_bvh
 from raypose.data.sources.coco import read_coco
 from raypose.data.sources.h36m import read_h36m
 from raypose.data.sources.mocap import read_mocap
@@ -27,6 +28,7 @@ READERS: dict[str, Callable[..., list[SequenceRecord]]] = {
     "amass": read_amass,
     "coco": read_coco,
     "mpi_inf_3dhp": read_mpi_inf_3dhp,
+    "bvh": read_bvh,
 }
 
 
@@ -42,7 +44,7 @@ def read_source(src: SourceConfig, target_fps: float, subjects: Optional[Sequenc
     ``path == ''`` means the embedded mocap (format 'mocap'); an ``s3://`` path (file or
     folder) is first copied to a local cache (``s3_endpoint``: as ``DataConfig.s3_endpoint``).
     ``options`` go to the reader (e.g. ``detector=`` for h36m, ``up_axis=`` for amass,
-    ``pseudo_labels=`` for coco).
+    ``pseudo_labels=`` for coco, ``joint_map=``/``units=``/``up_axis=`` for bvh).
     """
     reader = READERS.get(src.format)
     if reader is None:
@@ -58,5 +60,5 @@ def read_source(src: SourceConfig, target_fps: float, subjects: Optional[Sequenc
     return reader(path, target_fps=target_fps, subjects=subjects, **{**src.options, **options})
 
 
-__all__ = ["READERS", "View", "default_mocap_path", "read_amass", "read_coco", "read_h36m",
+__all__ = ["READERS", "View", "default_mocap_path", "read_amass", "read_bvh", "read_coco", "read_h36m",
            "read_mocap", "read_mpi_inf_3dhp", "read_source", "views"]

@@ -101,8 +101,18 @@ def train(cfg: config_mod.Config) -> tuple[Any, dict[str, float]]:
                           "train_clips": float(sum(h.get("train_clips", 0.0) for h in history))}
 
 
+def stored_at(model: Any, precision: str) -> Any:
+    """``model`` with its weights rounded as an export at ``precision`` stores them (what a
+    shipped model made by ``jobs/export_model.py --precision`` lifts with)."""
+    from raypose.checkpoints import dequantize_state, quantize_state
+
+    if precision != "fp32":
+        model.load_state_dict(dequantize_state(quantize_state(model.state_dict(), precision)))
+    return model
+
+
 def run(configs: Sequence[str], baseline: str, seeds: Sequence[int], overrides: Sequence[str],
-        quick: bool, threads: int) -> list[dict[str, Any]]:
+        quick: bool, threads: int, precision: str = "fp32") -> list[dict[str, Any]]:
     import torch
 
     from raypose.evaluate import evaluate_calibrated, mean_over_cameras
@@ -113,11 +123,15 @@ def run(configs: Sequence[str], baseline: str, seeds: Sequence[int], overrides: 
     if quick:
         test = [(kp[:90], j[:90]) for kp, j in test[:1]]
     rows = []
-    for path in [*configs, baseline]:
+    for path in [*configs, *([baseline] if baseline else [])]:
         for seed in seeds:
             cfg = held_out_config(path, overrides if path != baseline else (), seed, quick)
             model, cost = train(cfg)
-            row = {"config": path, "model": cfg.model.name, "seed": seed, **cost,
+            weights = precision if path != baseline else "fp32"
+            unrounded = score_protocol(model, cfg, test) if weights != "fp32" else None
+            model = stored_at(model, weights)
+            row = {"config": path, "model": cfg.model.name, "seed": seed, "weights": weights, **cost,
+                   **({"protocol_fp32": unrounded} if unrounded else {}),
                    "protocol": score_protocol(model, cfg, test)}
             if not quick:
                 cams = evaluate_calibrated(model, SHARED / "pose2sim_demo.npz", cfg.data.num_frames,
@@ -133,6 +147,8 @@ def format_row(row: dict[str, Any]) -> str:
     real = row.get("pose2sim")
     line = (f"{Path(row['config']).stem:<14} seed {row['seed']}  climb_b MPJPE {p['mpjpe']:6.1f} mm  "
             f"P-MPJPE {p['p_mpjpe']:6.1f} mm")
+    if "protocol_fp32" in row:
+        line += f" ({row['weights']}; fp32 {row['protocol_fp32']['mpjpe']:.1f} mm)"
     if real:
         line += f"  Pose2Sim MPJPE {real['mpjpe']:6.1f} P-MPJPE {real['p_mpjpe']:6.1f}"
     return line + f"  train {row['wall_s'] / 60:5.1f} min wall, {row['cpu_s'] / 60:5.1f} min CPU"
@@ -160,17 +176,20 @@ def summary(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=[str(ROOT / "configs" / "wild.yaml")])
+    p.add_argument("--configs", nargs="*", default=[str(ROOT / "configs" / "wild.yaml")],
+                   help="recipes to train and score (none: the baseline alone)")
     p.add_argument("--baseline", default=str(ROOT / "configs" / "mlp_wild.yaml"),
-                   help="the single-frame MLP trained beside the recipes")
+                   help="the single-frame MLP trained beside the recipes (\"\" skips it: experiments only)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every recipe (not to the baseline)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="score the recipes with weights rounded as exported at this precision")
     p.add_argument("--quick", action="store_true", help="3 steps and 90 test frames (smoke test)")
     p.add_argument("--out", default="", help="write the rows and the table as JSON here")
     args = p.parse_args(argv)
-    rows = run(args.configs, args.baseline, args.seeds, args.overrides, args.quick, args.threads)
+    rows = run(args.configs, args.baseline, args.seeds, args.overrides, args.quick, args.threads, args.precision)
     table = summary(rows)
     print(table)
     if args.out:

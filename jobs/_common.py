@@ -1,42 +1,25 @@
 """What every job shares: the repo on sys.path (plain `python jobs/x.py`, or under
-`ray job submit --working-dir .`), the --config/--set pair, and the final `checkpoint:` line."""
+`ray job submit --working-dir .`) and the hand-off to the command module it wraps — a job is
+`raypose <command>` for `ray job submit`, the same code path (raypose/commands/)."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
+from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from raypose import config  # noqa: E402
+from raypose import commands, config  # noqa: E402,F401
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    config.add_cli_arguments(p)
-    return p
+def main(command: ModuleType, script: str, argv: Optional[Sequence[str]] = None) -> Any:
+    """The command's result (tests and notebooks call a job's ``main(argv)``)."""
+    return commands.main(command, argv, prog=f"python jobs/{script}")
 
 
-def finish(uri: str) -> None:
-    """Stop Ray first so no late worker log follows, then print the checkpoint line last."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    print(f"checkpoint: {uri}", flush=True)
-
-
-def run(main: Callable[[], object]) -> None:
-    """Run a job's ``main``; a configuration or data error ends it with its message and exit
-    code 2 (no traceback to dig through, and never a zero exit after training on nothing)."""
-    from raypose.errors import RayposeError
-
-    try:
-        main()
-    except RayposeError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+def run(command: ModuleType, script: str) -> None:
+    """``__main__``: a configuration or data error ends the job with its message and exit code 2."""
+    commands.exit_on_error(command, None, prog=f"python jobs/{script}")

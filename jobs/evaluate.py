@@ -1,90 +1,17 @@
-"""Evaluate a fine-tuned checkpoint: MPJPE, P-MPJPE, N-MPJPE, MPJVE, PCK/AUC, per-action table.
+"""Evaluate a fine-tuned checkpoint (default: the shipped model): `raypose evaluate` as a script,
+for `ray job submit -- python jobs/evaluate.py`.
 
-    python jobs/evaluate.py                                   # the shipped model
-    python jobs/evaluate.py --checkpoint latest               # the newest fine-tuning run
-    python jobs/evaluate.py --checkpoint <path or s3:// URI> --split test --out results.json
-    python jobs/evaluate.py --checkpoint <ckpt> --data my_mocap.npz --no-flip
-    python jobs/evaluate.py --checkpoint <ckpt> --calibrated ../shared/data/pose2sim_demo.npz
-
-`--data` takes any VideoPose3D-layout 3D npz (positions_3d[subject][action] (T, 17, 3) metres)
-and projects it through virtual cameras; its split defaults to `all`. Without `--data` the
-checkpoint's own data settings are used, split `test`. Without `--checkpoint` the model shipped in
-the package is scored; `--checkpoint latest` takes the newest fine-tuning checkpoint under
-train.storage_path (default ~/ray_results). `--calibrated`
-instead lifts real 2D detections from calibrated cameras (the Pose2Sim layout: COCO-17 pixels per
-camera, R, t, image size, multi-view 3D) camera by camera and scores them against the 3D seen from
-each camera. No Ray needed.
+`python jobs/evaluate.py --help` shows the options and examples (raypose/commands/evaluate.py).
 """
 from __future__ import annotations
 
-import sys
-
 import _common
+from raypose.commands import evaluate as command
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = _common.parser(__doc__)
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint directory or s3:// URI; 'latest' = the newest fine-tuning run "
-                        "under train.storage_path; default: the shipped model")
-    p.add_argument("--data", default=None, help="a VideoPose3D-layout 3D npz to evaluate on")
-    p.add_argument("--calibrated", default=None,
-                   help="an npz of real detections from calibrated cameras (pose2sim_demo.npz layout)")
-    p.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
-    p.add_argument("--no-flip", dest="flip", action="store_false", default=None,
-                   help="no test-time flip averaging")
-    p.add_argument("--flip", dest="flip", action="store_true", help="test-time flip averaging")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--s3-endpoint", default="", help="endpoint for s3:// checkpoints")
-    args = p.parse_args(argv)
-    cfg = _common.config.from_cli(args)
-    from raypose.evaluate import evaluate, format_table, write_json
-    from raypose.train.checkpoint import latest_checkpoint
-
-    checkpoint = args.checkpoint
-    if checkpoint == "latest":
-        checkpoint = latest_checkpoint(cfg.train.storage_path, stage="finetune")
-        if checkpoint is None:
-            sys.exit("--checkpoint latest: no fine-tuning checkpoint found; run jobs/finetune.py first")
-    elif checkpoint is None:
-        from raypose.infer import SHIPPED_CHECKPOINT
-
-        checkpoint = str(SHIPPED_CHECKPOINT)
-        print(f"checkpoint: the shipped model ({checkpoint})", flush=True)
-    if args.calibrated:
-        return evaluate_cameras(checkpoint, args)
-    result = evaluate(checkpoint, split=args.split, data_path=args.data, flip=args.flip,
-                      device=args.device, s3_endpoint=args.s3_endpoint or cfg.train.s3_endpoint)
-    print(format_table(result), flush=True)
-    if args.out:
-        write_json(result, args.out)
-        print(f"results: {args.out}")
-    return result.to_dict()
-
-
-def evaluate_cameras(checkpoint: str, args) -> dict:
-    """``--calibrated``: one row per camera (MPJPE, P-MPJPE, N-MPJPE in mm) and the frame-weighted mean."""
-    import json
-    from pathlib import Path
-
-    from raypose.evaluate import evaluate_calibrated, mean_over_cameras
-    from raypose.infer import load_checkpoint
-    from raypose.viz import format_table
-
-    lifter = load_checkpoint(checkpoint, device=args.device)
-    rows = evaluate_calibrated(lifter.model, args.calibrated, lifter.num_frames, lifter.stride,
-                               flip=True if args.flip is None else args.flip, model_fps=lifter.fps)
-    mean = {"camera": "all", "frames": sum(r["frames"] for r in rows), **mean_over_cameras(rows)}
-    print(f"checkpoint {checkpoint}\n{args.calibrated}: real 2D per camera vs the multi-view 3D (mm)")
-    print(format_table([*rows, mean]), flush=True)
-    result = {"checkpoint": str(checkpoint), "calibrated": str(args.calibrated), "cameras": rows, **mean}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
-        print(f"results: {args.out}")
-    return result
+def main(argv: list[str] | None = None):
+    return _common.main(command, "evaluate.py", argv)
 
 
 if __name__ == "__main__":
-    main()
+    _common.run(command, "evaluate.py")

@@ -1,14 +1,17 @@
-"""2D detections or a video → 3D per person: ``python jobs/infer.py --input … --checkpoint …``.
+"""2D detections or a video → 3D poses per person: `raypose infer` as a script,
+for `ray job submit -- python jobs/infer.py`.
 
-Thin wrapper over :func:`raypose.infer.main` (also ``raypose infer …``). Example:
-    python jobs/infer.py --input ../shared/data/sports2d_demo/detections_coco17.json \
-        --checkpoint runs/finetune/checkpoint --out out/demo.npz --json --render out/demo.mp4
+`python jobs/infer.py --help` shows the options and examples (raypose/commands/infer.py).
 """
 from __future__ import annotations
 
-import sys
+import _common
+from raypose.commands import infer as command
 
-from raypose.infer import main
+
+def main(argv: list[str] | None = None):
+    return _common.main(command, "infer.py", argv)
+
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _common.run(command, "infer.py")

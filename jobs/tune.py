@@ -1,42 +1,17 @@
-"""Ray Tune search of masking ratios and loss weights, judged by the fine-tuned val MPJPE.
+"""Ray Tune search of masking ratios and loss weights: `raypose tune` as a script,
+for `ray job submit -- python jobs/tune.py`.
 
-    python jobs/tune.py --config configs/tune_smoke.yaml --set tune.storage_path=/tmp/tune
-    python jobs/tune.py --config configs/tune_smoke.yaml --set tune.storage_path=/tmp/tune --resume
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
-        python jobs/tune.py --config configs/tune.yaml --set tune.storage_path=s3://bucket/tune
-
-Every trial pretrains briefly with its masks and reconstruction weights, fine-tunes from that
-checkpoint, and reports the validation MPJPE (ASHA stops trailing trials between fine-tuning
-epochs). `--resume` restores the interrupted search named by tune.storage_path + tune.name
-(pass the same --config/--set): finished trials are kept, the others resume their runs.
-Writes trials.csv / trials.json, best_finetune.yaml and mask_ratios.png to --out (default: the
-experiment folder, or ./tune_results/<name> for S3 storage), prints the table and, last,
-`best_config: <path>`.
+`python jobs/tune.py --help` shows the options and examples (raypose/commands/tune.py).
 """
 from __future__ import annotations
 
 import _common
+from raypose.commands import tune as command
 
 
-def main(argv: list[str] | None = None) -> str:
-    p = _common.parser(__doc__)
-    p.add_argument("--resume", action="store_true", help="Tuner.restore the interrupted search")
-    p.add_argument("--out", default=None, help="folder for the table, best config and plot")
-    args = p.parse_args(argv)
-    cfg = _common.config.from_cli(args)
-    from raypose import tune
-    from raypose.viz import format_table
-
-    out = tune.run_search(cfg, resume=args.resume, out_dir=args.out)
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    columns = ["trial_id", "status", *cfg.tune.space, tune.METRIC, "time_s"]
-    print(format_table(out.rows, columns, floatfmt=".3g"), flush=True)
-    print(f"table: {out.table_csv}\nplot: {out.plot}\nbest_config: {out.best_config}", flush=True)
-    return str(out.best_config)
+def main(argv: list[str] | None = None):
+    return _common.main(command, "tune.py", argv)
 
 
 if __name__ == "__main__":
-    _common.run(main)
+    _common.run(command, "tune.py")

@@ -5,6 +5,8 @@ Why here, below both ``raypose/train/`` and ``raypose/infer.py``: inference must
 the training package (nor Ray Train); the writer, :mod:`raypose.train.checkpoint`, uses these
 names for the files it writes. A directory holds ``model.pt`` (plain fp32 ``state_dict``),
 ``meta.pt`` (stage, progress, world size and the config as JSON text) and ``config.json``.
+An exported model (:func:`export_lifter`) may hold fp16 weights or int8 weights with per-row
+scales; :func:`load_state` hands back fp32 either way.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ MODEL_FILE = "model.pt"
 META_FILE = "meta.pt"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
+WEIGHT_PRECISIONS = ("fp32", "fp16", "int8")
+INT8_SCALE_SUFFIX = ".__int8_row_scale__"
+INT8_MIN_NUMEL = 4096     # smaller tensors (biases, norms) stay fp16: too small to matter in size
 
 
 def safe_load(path: str | Path, device: Any = "cpu") -> Any:
@@ -86,13 +91,69 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
+def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None) -> Optional[str]:
+    """The newest raypose checkpoint directory under a local storage root (default
+    ``~/ray_results``, Ray's), optionally of one ``stage``; None when there is none."""
+    root = Path(os.path.expanduser(storage_path or "~/ray_results"))
+    if storage_path.startswith("s3://") or not root.is_dir():
+        return None
+    found = []
+    for meta in root.glob("*/checkpoint_*/" + META_FILE):
+        try:
+            if stage is None or safe_load(meta).get("stage") == stage:
+                found.append((meta.stat().st_mtime, str(meta.parent)))
+        except Exception:  # a foreign or half-deleted directory
+            continue
+    return max(found)[1] if found else None
+
+
+def s3_filesystem(s3_endpoint: str = "") -> Any:
+    """A pyarrow S3 filesystem at ``s3_endpoint`` (else $RAYPOSE_S3_ENDPOINT / $AWS_ENDPOINT_URL)."""
+    import pyarrow.fs as pafs
+
+    endpoint = s3_endpoint or os.environ.get("RAYPOSE_S3_ENDPOINT", "") or os.environ.get("AWS_ENDPOINT_URL", "")
+    return pafs.S3FileSystem(endpoint_override=endpoint or None)
+
+
+def newest_checkpoint_in_run(run: str, s3_endpoint: str = "") -> str:
+    """The checkpoint directory with the highest epoch in a run directory (local or s3://);
+    ``run`` itself when it is a checkpoint directory."""
+    if run.startswith("s3://"):
+        import pyarrow.fs as pafs
+
+        fs, root = s3_filesystem(s3_endpoint), run[len("s3://"):].rstrip("/")
+        if fs.get_file_info(f"{root}/{META_FILE}").type == pafs.FileType.File:
+            return run
+        names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+                 if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    else:
+        root = os.path.expanduser(run)
+        if (Path(root) / META_FILE).is_file():
+            return run
+        names = [p.parent.name for p in Path(root).glob(f"checkpoint_*/{META_FILE}")]
+    if not names:
+        raise RayposeDataError(run, "neither a checkpoint nor a run directory holding checkpoint_* folders")
+    return f"{run.rstrip('/')}/{max(names)}"
+
+
+def run_history(run: str, s3_endpoint: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """(stage, per-epoch history: loss, validation metric, lr, samples/s) of a training run, read
+    from its newest checkpoint (which carries every epoch before it)."""
+    local, tmp = local_copy(newest_checkpoint_in_run(run, s3_endpoint), s3_endpoint)
+    try:
+        meta = read_meta(local)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return str(meta.get("stage", "")), list(meta.get("progress", {}).get("history", []))
+
+
 def local_copy(uri: str, s3_endpoint: str = "") -> tuple[Path, Optional[tempfile.TemporaryDirectory]]:
     """A local directory holding the checkpoint at ``uri`` (downloaded for s3://)."""
     if uri.startswith("s3://"):
         import pyarrow.fs as pafs
 
-        endpoint = s3_endpoint or os.environ.get("RAYPOSE_S3_ENDPOINT", "") or os.environ.get("AWS_ENDPOINT_URL", "")
-        fs = pafs.S3FileSystem(endpoint_override=endpoint or None)
+        fs = s3_filesystem(s3_endpoint)
         tmp = tempfile.TemporaryDirectory(prefix="raypose-ckpt-")
         pafs.copy_files(uri[len("s3://"):].rstrip("/"), tmp.name, source_filesystem=fs,
                         destination_filesystem=pafs.LocalFileSystem())
@@ -108,7 +169,7 @@ def load_state(path_or_uri: str, s3_endpoint: str = "") -> tuple[dict[str, torch
     try:
         if not (local / MODEL_FILE).is_file():
             raise RayposeDataError(str(path_or_uri), f"not a raypose checkpoint (no {MODEL_FILE})")
-        return safe_load(local / MODEL_FILE), read_meta(local)
+        return dequantize_state(safe_load(local / MODEL_FILE)), read_meta(local)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -137,10 +198,50 @@ def load_encoder(path_or_uri: str, s3_endpoint: str = "") -> dict[str, torch.Ten
     return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
 
 
-def export_lifter(path_or_uri: str, out_dir: str | Path, half: bool = True,
+def quantize_state(state: dict[str, torch.Tensor], precision: str) -> dict[str, torch.Tensor]:
+    """``state`` stored at ``precision``: ``fp16`` halves every float tensor; ``int8`` keeps each
+    weight matrix (≥ ``INT8_MIN_NUMEL`` values) as int8 with one fp32 scale per output row
+    (symmetric, max-abs), everything else fp16 — a quarter of the fp32 size, and per-row scales
+    keep the rounding error at ≤ 0.4 % of each row's largest weight."""
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(f"weight precision {precision!r}: expected one of {WEIGHT_PRECISIONS}")
+    if precision == "fp32":
+        return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    out: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        if not value.is_floating_point():
+            out[name] = value
+        elif precision == "int8" and value.dim() >= 2 and value.numel() >= INT8_MIN_NUMEL:
+            rows = value.float().reshape(value.shape[0], -1)
+            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[name] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(value.shape)
+            out[name + INT8_SCALE_SUFFIX] = scale
+        else:
+            out[name] = value.half()
+    return out
+
+
+def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fp32 ``state_dict`` of a state written by :func:`quantize_state` (unchanged when it
+    holds no int8 weights; fp16 tensors are cast when loaded into fp32 parameters)."""
+    if not any(k.endswith(INT8_SCALE_SUFFIX) for k in state):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        if name.endswith(INT8_SCALE_SUFFIX):
+            continue
+        scale = state.get(name + INT8_SCALE_SUFFIX)
+        if scale is not None:
+            rows = value.float().reshape(value.shape[0], -1) * scale.float()[:, None]
+            value = rows.reshape(value.shape)
+        out[name] = value
+    return out
+
+
+def export_lifter(path_or_uri: str, out_dir: str | Path, precision: str = "fp16",
                   s3_endpoint: str = "") -> Path:
-    """A lean copy of a fine-tuning checkpoint for inference and shipping: the model's weights
-    (fp16 when ``half``: half the size; they are loaded back into fp32 parameters) and its config,
+    """A lean copy of a fine-tuning checkpoint for inference and shipping: the model's weights at
+    ``precision`` (see :func:`quantize_state`; loaded back into fp32 parameters) and its config,
     no optimizer or RNG state. Refuses pretraining checkpoints (they do not lift)."""
     state, meta = load_state(path_or_uri, s3_endpoint)
     if meta.get("stage") != "finetune":
@@ -148,11 +249,10 @@ def export_lifter(path_or_uri: str, out_dir: str | Path, half: bool = True,
                                                  "fine-tuning (lifting) checkpoints are exported")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(state, out / MODEL_FILE)
+    torch.save(quantize_state(state, precision), out / MODEL_FILE)
     text = json.dumps(meta["config"].to_dict(), indent=1)
     torch.save({"format": FORMAT_VERSION, "stage": "finetune", "progress": meta.get("progress", {}),
-                "world_size": 1, "strategy": "ddp", "config_json": text}, out / META_FILE)
+                "world_size": 1, "strategy": "ddp", "weights": precision, "config_json": text},
+               out / META_FILE)
     (out / CONFIG_FILE).write_text(text)
     return out

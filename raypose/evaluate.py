@@ -20,8 +20,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from raypose import metrics
+from raypose import metrics, skeleton
 from raypose.config import Config, DataConfig, SourceConfig
+from raypose.errors import RayposeDataError
 
 MM = 1000.0
 SPLITS = ("train", "val", "test", "all")
@@ -56,6 +57,7 @@ class EvalResult:
     auc: float
     mpjpe_action_mean: float
     per_action: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_joint: dict[str, float] = field(default_factory=dict)     # MPJPE (mm) of each joint
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,7 +102,10 @@ def split_chunks(data_cfg: DataConfig, split: str, seed: int = 0) -> tuple[dict[
             info.append({"key": (subj[row], act[row], cam[row], id(t), int(row)), "start": int(start),
                          "num_frames": int(lengths[row])})
     if not parts:
-        raise ValueError(f"split {split!r} of {[s.path or s.name for s in data_cfg.sources]} has no sequences")
+        raise RayposeDataError(", ".join(s.path or s.name for s in data_cfg.sources),
+                               f"split {split!r} has no sequences (train {data_cfg.train_subjects}, val "
+                               f"{data_cfg.val_subjects}, test {data_cfg.test_subjects}): pass --split, "
+                               "or --data / --calibrated to evaluate on other data")
     return {k: np.concatenate([p[k] for p in parts]) for k in CHUNK_COLUMNS}, info
 
 
@@ -198,7 +203,13 @@ def score(seqs: list[SequencePredictions]) -> dict[str, Any]:
         "mpjpe_action_mean": metrics.per_action_mean(by_action),
         "per_action": {a: {"mpjpe": table1[a], "p_mpjpe": table2[a], "frames": int(by_action[a].shape[0])}
                        for a in by_action},
+        "per_joint": dict(zip(skeleton.JOINT_NAMES, _per_joint(pred, target))),
     }
+
+
+def _per_joint(pred: np.ndarray, target: np.ndarray) -> list[float]:
+    """Mean error of each joint (mm), positions compared as MPJPE compares them (root-relative)."""
+    return np.linalg.norm(pred - target, axis=-1).mean(axis=0).tolist()
 
 
 def evaluate(checkpoint: str, split: Optional[str] = None, data_path: Optional[str] = None,
@@ -235,10 +246,22 @@ def format_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: EvalResult, path: str | Path) -> None:
+def write_json(result: EvalResult, path: str | Path) -> list[Path]:
+    """The results as JSON, and beside it the per-action table (``<stem>_actions.png``) and the
+    error of each joint (``<stem>_joints.png``); returns the files written."""
+    from raypose import viz
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.to_dict(), indent=1))
+    rows = [{"action": a, **r} for a, r in result.per_action.items()]
+    title = f"{Path(result.checkpoint).name}: {result.split} split, MPJPE {result.mpjpe:.1f} mm"
+    written = [path, viz.plot_table(rows, path.with_name(f"{path.stem}_actions.png"),
+                                    ["action", "frames", "mpjpe", "p_mpjpe"], title=title)]
+    if result.per_joint:
+        written.append(viz.plot_joint_errors(result.per_joint, path.with_name(f"{path.stem}_joints.png"),
+                                             title=title))
+    return written
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -246,34 +246,56 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path,
-                x_key: Optional[str] = None) -> Path:
-    """Training curves from per-epoch (or per-step) report dicts: losses on the left panel,
-    everything else (val MPJPE, PCK, …) on the right. Non-numeric values are ignored."""
-    if not history:
+#: the training-curve panels: (title, y scale, which history keys go on it)
+CURVE_PANELS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
+    ("training loss", "log", lambda k: "loss" in k and not k.startswith("val")),
+    ("validation", "linear", lambda k: k.startswith("val")),
+    ("learning rate", "log", lambda k: k == "lr"),
+    ("samples / s", "linear", lambda k: k == "samples_per_s"),
+)
+
+
+def plot_curves(runs: Mapping[str, Sequence[Mapping[str, float]]] | Sequence[Mapping[str, float]],
+                path: str | Path, x_key: str = "epoch", title: str = "") -> Path:
+    """Training curves of one or more runs (name → per-epoch history), one panel per kind of
+    value — loss, validation metric, learning rate, throughput — so values of different
+    scales never share an axis; each run is one colour across the panels. Panels with no data
+    are left out; non-finite values (a run without validation reports NaN) are skipped."""
+    if not isinstance(runs, Mapping):
+        runs = {"": runs}
+    if not runs or not any(runs.values()):
         raise ValueError("history is empty")
-    x_key = x_key or next((k for k in ("epoch", "step", "iteration", "training_iteration")
-                           if k in history[0]), None)
-    xs = [h.get(x_key, i) if x_key else i for i, h in enumerate(history)]
-    keys = sorted({k for h in history for k, v in h.items()
-                   if k != x_key and isinstance(v, (int, float)) and not isinstance(v, bool)})
-    losses = [k for k in keys if "loss" in k.lower()]
-    others = [k for k in keys if k not in losses]
-    panels = [(losses, "loss"), (others, "metric")]
-    panels = [p for p in panels if p[0]] or [([], "value")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), dpi=80, squeeze=False)
+    keys = {k for h in runs.values() for e in h for k, v in e.items()
+            if k != x_key and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def finite(history, k):
+        return [(e.get(x_key, i) + (1 if x_key == "epoch" else 0), e[k]) for i, e in enumerate(history)
+                if isinstance(e.get(k), (int, float)) and math.isfinite(e[k])]
+
+    panels = [(t, scale, sorted(k for k in keys if pick(k))) for t, scale, pick in CURVE_PANELS]
+    other = sorted(keys - {k for _, _, ks in panels for k in ks} - {"step"})
+    panels = [p for p in panels if any(finite(h, k) for h in runs.values() for k in p[2])]
+    if any(finite(h, k) for h in runs.values() for k in other):
+        panels.append(("other", "linear", other))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=90, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     try:
-        for ax, (names, ylabel) in zip(axes[0], panels):
-            for k in names:
-                pts = [(x, h[k]) for x, h in zip(xs, history)
-                       if isinstance(h.get(k), (int, float)) and math.isfinite(h[k])]
-                if pts:
-                    ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, ms=3, label=k)
-            ax.set_xlabel(x_key or "report")
-            ax.set_ylabel(ylabel)
+        for ax, (name, scale, ks) in zip(axes[0], panels):
+            for r, (run, history) in enumerate(runs.items()):
+                for j, k in enumerate(ks):
+                    pts = finite(history, k)
+                    if pts:
+                        label = " ".join(x for x in (run, k if len(ks) > 1 or name == "validation" else "") if x)
+                        ax.plot(*zip(*pts), color=colors[r % len(colors)], ls=("-", "--", ":")[j % 3],
+                                marker="o" if len(pts) < 30 else None, ms=3, label=label or None)
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel(x_key)
+            ax.set_yscale(scale)
             ax.grid(alpha=0.3)
-            if names:
-                ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[1]:
+                ax.legend(fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=10)
         return _save(fig, path)
     finally:
         plt.close(fig)
@@ -326,6 +348,25 @@ def plot_table(rows: Sequence[Mapping[str, object]], path: str | Path,
                 cell.set_text_props(weight="bold")
         if title:
             ax.set_title(title)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_joint_errors(per_joint: Mapping[str, float], path: str | Path, title: str = "") -> Path:
+    """Error of each joint (mm) as bars, left/right limbs coloured as in the skeleton drawings:
+    where a lifter goes wrong (usually wrists and ankles) at a glance."""
+    names = list(per_joint)
+    values = [float(per_joint[n]) for n in names]
+    colors = [_bone_color(skeleton.JOINT_INDEX[n]) if n in skeleton.JOINT_INDEX else "0.4" for n in names]
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=90)
+    try:
+        ax.bar(range(len(names)), values, color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("MPJPE (mm)")
+        ax.grid(axis="y", alpha=0.3)
+        if title:
+            ax.set_title(title, fontsize=10)
         return _save(fig, path)
     finally:
         plt.close(fig)

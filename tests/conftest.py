@@ -37,6 +37,8 @@ def load_script(relative: str):
     import importlib.util
 
     path = REPO / relative
+    if str(path.parent) not in sys.path:       # as `python jobs/x.py` would: its folder importable
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

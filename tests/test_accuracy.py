@@ -23,9 +23,11 @@ def test_protocol_views_are_the_documented_test(shared_data, script):
 def test_quick_run_trains_scores_and_writes(shared_data, tmp_path, script):
     bench = script("bench/accuracy.py")
     out = tmp_path / "acc.json"
-    assert bench.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--threads", "1", "--precision", "int8", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [Path(r["config"]).stem for r in result["rows"]] == ["wild", "mlp_wild"]
+    assert [r["weights"] for r in result["rows"]] == ["int8", "fp32"]        # the baseline is not shipped
+    assert "protocol_fp32" in result["rows"][0]
     for row in result["rows"]:
         assert np.isfinite(row["protocol"]["mpjpe"]) and row["protocol"]["frames"] == 90
         assert row["train_clips"] > 0

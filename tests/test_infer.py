@@ -268,13 +268,13 @@ def test_real_sports2d_json_lifts_two_tracks(model, shared_data, tmp_path):
 
 def test_cli_dispatch_reaches_the_checkpoint_loader(tmp_path, capsys):
     from raypose import cli
-    from raypose.errors import RayposeDataError
 
     src = tmp_path / "kp.npy"
     np.save(src, _person(5))
-    with pytest.raises(RayposeDataError, match="not a raypose checkpoint"):
+    with pytest.raises(SystemExit) as e:          # a data error: its message and exit code 2
         cli.main(["infer", "--input", str(src), "--image-size", "1000", "1000",
                   "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.npz")])
+    assert e.value.code == 2 and "not a raypose checkpoint" in capsys.readouterr().err
     assert cli.main([]) == 2
     assert "infer" in capsys.readouterr().out
 

@@ -79,14 +79,29 @@ def test_contact_sheet(tmp_path):
     _colourful(img)
 
 
-def test_plot_curves(tmp_path):
-    history = [{"epoch": e, "train_loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1), "val_mpjpe_mm": 200 - 10 * e,
-                "lr": 1e-3, "note": "x"} for e in range(10)]
-    img = iio.imread(viz.plot_curves(history, tmp_path / "curves.png"))
-    assert img.shape[1] > 800  # two panels
-    assert len(np.unique(img[..., :3].reshape(-1, 3) // 32, axis=0)) >= 4
+def test_plot_curves_one_panel_per_kind_and_runs_compared(tmp_path):
+    def history(scale):
+        return [{"epoch": e, "step": 10 * e, "loss": scale / (e + 1), "val_mpjpe": 200 * scale - 10 * e,
+                 "lr": 1e-3 * 0.9 ** e, "samples_per_s": 4000.0 + e, "note": "x"} for e in range(10)]
+
+    one = iio.imread(viz.plot_curves(history(1.0), tmp_path / "one.png"))
+    assert one.shape[1] > 4 * 300                               # loss, validation, lr, samples/s
+    runs = iio.imread(viz.plot_curves({"a": history(1.0), "b": history(0.5)}, tmp_path / "two.png"))
+    colours = np.unique(runs[..., :3].reshape(-1, 3) // 32, axis=0)
+    assert len(colours) >= len(np.unique(one[..., :3].reshape(-1, 3) // 32, axis=0))   # a second colour
+    nan_val = [{**h, "val_mpjpe": float("nan")} for h in history(1.0)]       # a run without validation
+    narrow = iio.imread(viz.plot_curves(nan_val, tmp_path / "noval.png"))
+    assert narrow.shape[1] < one.shape[1]                                      # its empty panel left out
     with pytest.raises(ValueError):
         viz.plot_curves([], tmp_path / "none.png")
+
+
+def test_plot_joint_errors(tmp_path):
+    from raypose.skeleton import JOINT_NAMES
+
+    img = iio.imread(viz.plot_joint_errors({n: 10.0 + i for i, n in enumerate(JOINT_NAMES)}, tmp_path / "j.png",
+                                           title="per joint"))
+    assert img.shape[0] > 200 and len(np.unique(img[..., :3].reshape(-1, 3) // 32, axis=0)) >= 3
 
 
 def test_format_and_plot_table(tmp_path):

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from raypose import checkpoints
+from raypose.checkpoints import latest_checkpoint  # noqa: F401  (re-exported for training code)
 from raypose.checkpoints import (CONFIG_FILE, FORMAT_VERSION, META_FILE, MODEL_FILE,  # noqa: F401
                                  config_from_json, load_encoder, load_model, load_state, safe_load)
 from raypose.config import Config
@@ -203,19 +204,3 @@ def restore(directory: str | Path, strategy: Any, generator: Optional[torch.Gene
     if path.exists():
         set_rng_state(safe_load(path), generator)
     return meta["progress"]
-
-
-def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None) -> Optional[str]:
-    """The newest raypose checkpoint directory under a local storage root (default
-    ``~/ray_results``, Ray's), optionally of one ``stage``; None when there is none."""
-    root = Path(os.path.expanduser(storage_path or "~/ray_results"))
-    if storage_path.startswith("s3://") or not root.is_dir():
-        return None
-    found = []
-    for meta in root.glob("*/checkpoint_*/" + META_FILE):
-        try:
-            if stage is None or safe_load(meta).get("stage") == stage:
-                found.append((meta.stat().st_mtime, str(meta.parent)))
-        except Exception:  # a foreign or half-deleted directory
-            continue
-    return max(found)[1] if found else None

@@ -15,6 +15,7 @@ epochs and at the last one.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -265,6 +266,29 @@ def maybe_fail(worker: Worker, epoch: int, steps_done: int) -> None:
         os._exit(1)
 
 
+def progress_pinger(worker: Worker, epoch: int, t0: float):
+    """``ping(step, clips, loss)``: on the main rank, when the driver's console asked for it
+    (:data:`raypose.console.PINGS_ENV`), a tagged line at most every second for its live
+    progress bar; otherwise nothing."""
+    from raypose.console import PINGS_ENV, PROGRESS_TAG
+
+    if not (worker.strategy.is_main and os.environ.get(PINGS_ENV) == "1"):
+        return lambda step, clips, loss: None
+    total = micro_steps_per_epoch(worker.cfg)
+    last = [t0]
+
+    def ping(step: int, clips: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 1.0 or step == total:
+            last[0] = now
+            print(PROGRESS_TAG + json.dumps({"stage": worker.stage, "epoch": epoch + 1,
+                                             "epochs": worker.cfg.train.epochs, "step": step,
+                                             "steps": total, "loss": round(loss, 5),
+                                             "samples_per_s": round(clips / max(now - t0, 1e-9), 1)}),
+                  flush=True)
+    return ping
+
+
 def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch: int) -> dict[str, float]:
     """Train one epoch; returns sums all-reduced over ranks (loss, clips, seconds)."""
     worker.model.train()
@@ -272,12 +296,14 @@ def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch
     clips_seen, micro = 0, 0
     sync = worker.device.type == "cuda"
     t0 = time.perf_counter()
+    ping = progress_pinger(worker, epoch, t0)
     for chunks, last in epoch_batches(source, micro_steps_per_epoch(worker.cfg), worker.info):
         n, parts = train_step(worker, chunks, last)
         micro += 1
         clips_seen += n
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v * n
+        ping(micro, clips_seen, sums.get("total", float("nan")) / max(clips_seen, 1))
         maybe_fail(worker, epoch, micro)
     if sync:
         torch.cuda.synchronize()
@@ -542,7 +568,9 @@ def run_epochs(worker: Worker, train_iter, val_iter, emit) -> None:
                        world_size=worker.info.world_size, attempt_start_epoch=worker.start_epoch)
         worker.progress.history.append({"epoch": epoch, "step": worker.progress.step,
                                         "loss": float(metrics["loss"]),
-                                        metric_name(worker.stage): float(value)})
+                                        metric_name(worker.stage): float(value),
+                                        "lr": float(metrics["lr"]),
+                                        "samples_per_s": float(metrics["samples_per_s"])})
         durations.append(time.perf_counter() - t0)
         eta = (sum(durations) / len(durations)) * (cfg.train.epochs - epoch - 1)
         metrics["eta_s"] = eta

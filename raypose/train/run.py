@@ -28,7 +28,9 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
     else:
         # "local": a new instance, never a cluster some earlier `ray start` left recorded on this
         # machine (a stopped one made ray.init() wait for its GCS forever)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+        # the dashboard serves the state API that Ray Train's PlacementGroupCleaner polls: without
+        # it the cleaner logs "Failed to query Ray Train Controller actor state" every second
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1")
 
 
 def storage(cfg: Config) -> tuple[Optional[str], Any, str]:
@@ -52,6 +54,13 @@ def storage(cfg: Config) -> tuple[Optional[str], Any, str]:
 
 def run_name(cfg: Config, stage: str) -> str:
     return cfg.train.run_name or f"{stage}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_directory(cfg: Config, stage: str) -> str:
+    """Where the run's checkpoints go: ``storage_path/run_name`` (an s3:// URI, or a local
+    path; Ray's default root ``~/ray_results`` when no storage_path is set)."""
+    path, _, prefix = storage(cfg)
+    return f"{prefix}{path or os.path.expanduser('~/ray_results')}/{run_name(cfg, stage)}"
 
 
 def scaling_config(cfg: Config):

@@ -100,3 +100,23 @@ def test_mpm_pretraining_with_and_without_the_3d_objective(rec_3d):
     parts = {k for k in history[-1] if k.startswith("train_")}
     assert math.isfinite(history[-1]["loss"])
     assert ("train_rec_3d" in parts) == (rec_3d > 0) and "train_rec_2d" in parts
+
+
+def test_progress_pings_only_when_the_console_asks(monkeypatch, capsys):
+    """The live bar's feed: tagged JSON lines on the main rank when RAYPOSE_PROGRESS_PINGS=1,
+    the last step of each epoch always among them; nothing otherwise. The run's history carries
+    what the curves draw (loss, validation metric, lr, samples/s)."""
+    import json
+
+    from raypose.console import PINGS_ENV, PROGRESS_TAG
+
+    monkeypatch.setenv(PINGS_ENV, "1")
+    worker = run_local(tiny_config("train.epochs=2"), "finetune")
+    pings = [json.loads(line[len(PROGRESS_TAG):]) for line in capsys.readouterr().out.splitlines()
+             if line.startswith(PROGRESS_TAG)]
+    assert {(p["epoch"], p["step"]) for p in pings if p["step"] == p["steps"]} == {(1, 2), (2, 2)}
+    assert all(p["stage"] == "finetune" and p["epochs"] == 2 and p["samples_per_s"] > 0 for p in pings)
+    assert all({"loss", "val_mpjpe", "lr", "samples_per_s"} <= set(h) for h in worker.progress.history)
+    monkeypatch.setenv(PINGS_ENV, "0")
+    run_local(tiny_config("train.epochs=1"), "finetune")
+    assert PROGRESS_TAG not in capsys.readouterr().out

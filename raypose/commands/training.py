@@ -1,0 +1,78 @@
+"""What ``raypose pretrain`` and ``raypose finetune`` share: a named run, a header, the quiet
+console with its log in the run directory, the curves, and the checkpoint line last."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from raypose.config import Config
+
+
+def add_console_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's own messages too (they are always in the run's console.log)")
+
+
+def header(cfg: Config, stage: str, run_dir: str, log: str) -> list[str]:
+    """What runs, on which data, where: the lines a person checks before walking away."""
+    import os
+
+    from raypose.train.run import check_data, stage_config
+
+    cfg = stage_config(cfg, stage)
+    t, d = cfg.train, cfg.data
+    splits = check_data(cfg)
+    steps = f"{t.steps_per_epoch} steps" if t.steps_per_epoch > 0 else "one pass"
+    cluster = f"Ray at {os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else "a local Ray"
+    sources = ", ".join(f"{s.name} ({s.path or 'embedded'})" for s in d.sources)
+
+    def names(split: str) -> str:
+        subjects = splits.get(split, [])
+        return (", ".join(subjects[:4]) + (f" +{len(subjects) - 4}" if len(subjects) > 4 else "")) or "-"
+
+    return [f"run: {stage} {cfg.model.name} ({d.num_frames} frames), {t.epochs} epochs × {steps}, "
+            f"batch {d.batch_size}×{d.clips_per_sequence}, on {cluster}",
+            f"data: {sources}; train {names('train')} · val {names('val')}",
+            f"workers: {t.num_workers} × {t.cpus_per_worker:g} CPU{' + 1 GPU' if t.use_gpu else ''} ({t.strategy})",
+            f"log: {log} (everything; the terminal shows the summary)",
+            f"run: {run_dir}"]
+
+
+def train_stage(cfg: Config, stage: str, verbose: bool = False) -> str:
+    """Train ``stage`` under the quiet console; returns the checkpoint path/URI (printed last)."""
+    import ray
+
+    from raypose.console import QuietConsole
+    from raypose.commands.plot import print_run_curves
+    from raypose.train.run import fit, run_directory, run_name
+
+    if not cfg.train.run_name:        # fixed up front: the log goes in the run's own directory
+        cfg = cfg.with_overrides({"train.run_name": run_name(cfg, stage)})
+    run_dir = run_directory(cfg, stage)
+    remote = run_dir.startswith("s3://")
+    tmp = tempfile.TemporaryDirectory(prefix="raypose-log-") if remote else None
+    log = Path(tmp.name if tmp else run_dir) / "console.log"
+    endpoint = cfg.train.s3_endpoint or cfg.data.s3_endpoint
+    try:
+        with QuietConsole(log, verbose=verbose):
+            for line in header(cfg, stage, run_dir, f"{run_dir}/console.log" if remote else str(log)):
+                print(line, flush=True)
+            uri = fit(cfg, stage)[0]
+            print_run_curves(uri, endpoint)
+            if ray.is_initialized():
+                ray.shutdown()              # inside: its goodbyes go to the log
+        if remote:
+            _upload(log, f"{run_dir}/console.log", endpoint)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    print(f"checkpoint: {uri}", flush=True)
+    return uri
+
+
+def _upload(local: Path, uri: str, s3_endpoint: str) -> None:
+    from raypose.checkpoints import s3_filesystem
+
+    with s3_filesystem(s3_endpoint).open_output_stream(uri[len("s3://"):]) as f:
+        f.write(local.read_bytes())

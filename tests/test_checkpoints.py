@@ -1,0 +1,49 @@
+"""raypose.checkpoints: exported models at fp32 / fp16 / int8 load back as fp32 and lift alike."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from raypose import checkpoints, infer
+from raypose.skeleton import to_h36m
+
+
+def test_int8_rows_round_within_half_a_step():
+    torch.manual_seed(0)
+    w = torch.randn(300, 200) * torch.logspace(-3, 1, 300)[:, None]   # rows of very different scale
+    state = {"w": w, "b": torch.randn(300), "steps": torch.tensor(7)}
+    q = checkpoints.quantize_state(state, "int8")
+    assert q["w"].dtype == torch.int8 and q["b"].dtype == torch.float16 and q["steps"].dtype == torch.int64
+    back = checkpoints.dequantize_state(q)
+    assert set(back) == set(state) and back["w"].dtype == torch.float32
+    step = w.abs().amax(dim=1, keepdim=True) / 127
+    assert ((back["w"] - w).abs() <= step / 2 + 1e-7).all()
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="int4"):
+        checkpoints.quantize_state({"w": torch.zeros(2, 2)}, "int4")
+
+
+def test_exports_load_as_fp32_and_lift_real_detections_alike(shared_data, tmp_path):
+    """Re-export the shipped model at each precision and lift real detections with each: fp32
+    reproduces it exactly, fp16 and int8 are about a half and a quarter of fp32's size and move
+    the lifted joints by a few millimetres at most."""
+    original = infer.load_checkpoint(str(infer.SHIPPED_CHECKPOINT))
+    with np.load(shared_data / "pose2sim_demo.npz") as d:                 # real detections, camera 0
+        keypoints = to_h36m(d["keypoints_coco17"][0], "coco17")
+        width, height = d["image_size"][0]
+    reference = infer.lift_sequence(original.model, keypoints, width, height, original.num_frames)
+    sizes, shifts = {}, {}
+    for precision in ("fp32", "fp16", "int8"):
+        out = checkpoints.export_lifter(str(infer.SHIPPED_CHECKPOINT), tmp_path / precision, precision=precision)
+        assert checkpoints.read_meta(out)["stage"] == "finetune"
+        lifter = infer.load_checkpoint(str(out))
+        assert all(p.dtype == torch.float32 for p in lifter.model.parameters())
+        sizes[precision] = (out / checkpoints.MODEL_FILE).stat().st_size
+        lifted = infer.lift_sequence(lifter.model, keypoints, width, height, lifter.num_frames)
+        shifts[precision] = float(np.linalg.norm(lifted - reference, axis=-1).mean())
+    assert 0.45 < sizes["fp16"] / sizes["fp32"] < 0.55 and 0.22 < sizes["int8"] / sizes["fp32"] < 0.3
+    assert shifts["fp32"] < 1e-6                    # the shipped weights are exact in fp32
+    assert shifts["fp16"] < 0.005 and shifts["int8"] < 0.005, shifts   # metres; bench/accuracy.py --precision scores it

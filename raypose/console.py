@@ -41,6 +41,10 @@ HARMLESS = tuple(re.compile(p) for p in (
     # resources are not enough…" warning (kept) and train.run.check_cpu_budget refuses it up front
     r"The Ray cluster currently does not have any available CPUs",
 ))
+#: Ray's housekeeping actors: nothing they say is for the person at the terminal (their failures
+#: are Ray's; e.g. the placement-group cleaner's state-API thread dies when two Ray instances
+#: share the machine), so they go to the log only
+HOUSEKEEPING_ACTORS = ("PlacementGroupCleaner",)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ACTOR_PREFIX = re.compile(r"^\(([\w.]+) pid=\d+(?:, ip=[^)]*)?\)\s?")
 
@@ -132,6 +136,7 @@ class QuietConsole:
         self._log.close()
 
     def line(self, raw: str, terminal: TextIO) -> None:
+        actor = ACTOR_PREFIX.match(ANSI.sub("", raw))
         text = clean(raw)
         if text.startswith(PROGRESS_TAG):
             self._progress(json.loads(text[len(PROGRESS_TAG):]))
@@ -142,7 +147,8 @@ class QuietConsole:
             terminal.write(raw + "\n")
             return
         now = time.monotonic()
-        if not text or not shown(text) or (text == self._last[0] and now - self._last[1] < 5.0):
+        housekeeping = actor is not None and actor.group(1) in HOUSEKEEPING_ACTORS
+        if not text or housekeeping or not shown(text) or (text == self._last[0] and now - self._last[1] < 5.0):
             return                  # chatter (in the log), or a worker line Ray delivered twice
         self._last = (text, now)
         self._close_bar()

@@ -20,6 +20,8 @@ CHATTER = [
     "\x1b[36m(DatasetManager pid=5370)\x1b[0m /x/execution_options.py:436: RayDeprecationWarning: "
     "`ExecutionOptions.exclude_resources` is deprecated",
     "2026-12-02 10:14:15,220\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled",
+    "\x1b[36m(PlacementGroupCleaner pid=6042)\x1b[0m Exception in thread PlacementGroupCleanerMonitor:",
+    "\x1b[36m(PlacementGroupCleaner pid=6042)\x1b[0m Traceback (most recent call last):",
 ]
 OURS = ["\x1b[36m(RayTrainWorker pid=5289)\x1b[0m [pretrain] epoch 1/3 step 40 loss 0.4958 val_loss 0.23",
         "checkpoint: /runs/x/checkpoint_epoch0002"]

@@ -444,8 +444,8 @@ def test_embedded_mocap_loads_through_read_source():
     assert climb.fps == 60.0 and climb.num_frames == 1000
     with pytest.raises(RayposeDataError, match="format 'coco' needs a path"):
         read_source(SourceConfig(format="coco"), 50.0)
-    with pytest.raises(RayposeDataError, match="unknown source format 'bvh'"):
-        read_source(SourceConfig(format="bvh", path="x.bvh"), 50.0)
+    with pytest.raises(RayposeDataError, match="unknown source format 'fbx'"):
+        read_source(SourceConfig(format="fbx", path="x.fbx"), 50.0)
 
 
 def test_shared_mocap_loads(shared_data):

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from raypose import commands, config  # noqa: E402,F401
+from raypose import commands  # noqa: E402
 
 
 def main(command: ModuleType, script: str, argv: Optional[Sequence[str]] = None) -> Any:

@@ -115,6 +115,12 @@ def s3_filesystem(s3_endpoint: str = "") -> Any:
     return pafs.S3FileSystem(endpoint_override=endpoint or None)
 
 
+def upload_file(local: str | Path, uri: str, s3_endpoint: str = "") -> None:
+    """Copy one local file to an ``s3://`` URI (a run's log or curves beside its checkpoints)."""
+    with s3_filesystem(s3_endpoint).open_output_stream(uri[len("s3://"):]) as f:
+        f.write(Path(local).read_bytes())
+
+
 def newest_checkpoint_in_run(run: str, s3_endpoint: str = "") -> str:
     """The checkpoint directory with the highest epoch in a run directory (local or s3://);
     ``run`` itself when it is a checkpoint directory."""

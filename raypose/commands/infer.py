@@ -5,7 +5,8 @@
     raypose infer --input clip.mp4 --out clip.npz --json --bvh --render clip_3d.mp4
 
 Without `--checkpoint` the model shipped in the package lifts (raypose/assets/wild_lifter);
-`--checkpoint latest` takes the newest fine-tuning run.
+`--checkpoint` takes any fine-tuning checkpoint directory or s3:// URI, or a model made by
+`raypose export`.
 """
 from __future__ import annotations
 

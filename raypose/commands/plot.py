@@ -39,19 +39,22 @@ def draw(runs: list[str], out: str | Path, s3_endpoint: str = "") -> Path:
     return plot_curves(histories, out, title=f"{title} ({', '.join(sorted(stages))})")
 
 
+def run_of(checkpoint: str) -> str:
+    """The run directory (local path or s3:// URI) a checkpoint directory sits in."""
+    return checkpoint.rstrip("/").rsplit("/", 1)[0]
+
+
 def save_run_curves(checkpoint: str, s3_endpoint: str = "") -> str:
     """Draw the curves of the run holding ``checkpoint`` into that run's directory (uploaded for
     s3://); returns where they are."""
-    run_dir = checkpoint.rstrip("/").rsplit("/", 1)[0]
+    run_dir = run_of(checkpoint)
     if not run_dir.startswith("s3://"):
         return str(draw([run_dir], Path(run_dir) / CURVES_FILE))
-    from raypose.checkpoints import s3_filesystem
+    from raypose.checkpoints import upload_file
 
     with tempfile.TemporaryDirectory(prefix="raypose-curves-") as tmp:
-        local = draw([run_dir], Path(tmp) / CURVES_FILE, s3_endpoint)
         target = f"{run_dir}/{CURVES_FILE}"
-        with s3_filesystem(s3_endpoint).open_output_stream(target[len("s3://"):]) as f:
-            f.write(local.read_bytes())
+        upload_file(draw([run_dir], Path(tmp) / CURVES_FILE, s3_endpoint), target, s3_endpoint)
     return target
 
 
@@ -62,7 +65,7 @@ def print_run_curves(checkpoint: str, s3_endpoint: str = "") -> None:
         print(f"curves: {save_run_curves(checkpoint, s3_endpoint)}", flush=True)
     except Exception as e:  # a plotting problem must not hide the checkpoint line that follows
         print(f"warning: training curves not drawn ({type(e).__name__}: {e}); "
-              f"`raypose plot {checkpoint.rstrip('/').rsplit('/', 1)[0]}` retries", flush=True)
+              f"`raypose plot {run_of(checkpoint)}` retries", flush=True)
 
 
 def run(args: argparse.Namespace) -> str:

@@ -43,6 +43,7 @@ def train_stage(cfg: Config, stage: str, verbose: bool = False) -> str:
     """Train ``stage`` under the quiet console; returns the checkpoint path/URI (printed last)."""
     import ray
 
+    from raypose.checkpoints import upload_file
     from raypose.console import QuietConsole
     from raypose.commands.plot import print_run_curves
     from raypose.train.run import fit, run_directory, run_name
@@ -63,16 +64,10 @@ def train_stage(cfg: Config, stage: str, verbose: bool = False) -> str:
             if ray.is_initialized():
                 ray.shutdown()              # inside: its goodbyes go to the log
         if remote:
-            _upload(log, f"{run_dir}/console.log", endpoint)
+            upload_file(log, f"{run_dir}/console.log", endpoint)
     finally:
         if tmp is not None:
             tmp.cleanup()
     print(f"checkpoint: {uri}", flush=True)
     return uri
 
-
-def _upload(local: Path, uri: str, s3_endpoint: str) -> None:
-    from raypose.checkpoints import s3_filesystem
-
-    with s3_filesystem(s3_endpoint).open_output_stream(uri[len("s3://"):]) as f:
-        f.write(local.read_bytes())

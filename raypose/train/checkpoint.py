@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from raypose import checkpoints
-from raypose.checkpoints import latest_checkpoint  # noqa: F401  (re-exported for training code)
 from raypose.checkpoints import (CONFIG_FILE, FORMAT_VERSION, META_FILE, MODEL_FILE,  # noqa: F401
                                  config_from_json, load_encoder, load_model, load_state, safe_load)
 from raypose.config import Config

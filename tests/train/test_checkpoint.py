@@ -8,6 +8,7 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
+from raypose.checkpoints import latest_checkpoint
 from raypose.train import checkpoint as ck
 from raypose.train import loop
 
@@ -84,8 +85,8 @@ def test_latest_checkpoint_by_stage(trained, tmp_path):
                                 worker.cfg, "finetune")
     ck.write_checkpoint(tmp_path / "run2" / "checkpoint_b", worker.strategy, worker.progress,
                         worker.cfg, "pretrain")
-    assert ck.latest_checkpoint(str(tmp_path), "finetune") == str(first)
-    assert ck.latest_checkpoint(str(tmp_path / "nothing"), "finetune") is None
+    assert latest_checkpoint(str(tmp_path), "finetune") == str(first)
+    assert latest_checkpoint(str(tmp_path / "nothing"), "finetune") is None
 
 
 def test_best_checkpoint_ignores_unscored_ones_and_falls_back_to_the_latest(tmp_path):

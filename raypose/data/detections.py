@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -24,15 +25,17 @@ from raypose import skeleton
 from raypose.errors import RayposeDataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-#: What to install for the video path. mediapipe==0.10.21 (the last release bundling the offline
-#: pose model) needs protobuf<5, but Ray's stack here needs protobuf≥5, so it cannot share the
-#: project environment: detection runs in a small environment of its own.
+#: What to install for the video path. mediapipe==0.10.21 is the last release bundling the
+#: offline pose model; it needs numpy < 2 and protobuf < 5, which `./setup.sh --video` pins
+#: (constraints-video.txt) in the same environment as Ray. A separate detector interpreter
+#: (``--detector-python``) stays as the fallback for environments that must keep numpy 2.
 VIDEO_EXTRA_HINT = (
-    "video input needs MediaPipe (mediapipe==0.10.21), which cannot live in the raypose "
-    "environment (it needs protobuf<5). Make a detector environment once: `python -m venv "
-    ".venv-detect && .venv-detect/bin/pip install mediapipe==0.10.21 imageio imageio-ffmpeg`, then "
-    "pass `--detector-python .venv-detect/bin/python` (or run `python -m raypose.data.detections "
-    "VIDEO OUT.json` there and lift OUT.json)")
+    "video input needs MediaPipe (mediapipe==0.10.21), which is not installed here. Install the "
+    "video extra into this environment with `./setup.sh --video` (or `pip install -c "
+    "constraints-video.txt -e .[video]`: it moves numpy to 1.26 and protobuf to 4.25), or keep "
+    "this environment as it is and make a detector environment: `python -m venv .venv-detect && "
+    ".venv-detect/bin/pip install mediapipe==0.10.21 imageio imageio-ffmpeg`, then pass "
+    "`--detector-python .venv-detect/bin/python`")
 
 #: MediaPipe Pose's 33 landmarks, by index.
 MEDIAPIPE33_NAMES: tuple[str, ...] = (
@@ -423,7 +426,8 @@ def detect_video(path: str | Path, model_complexity: int = 1, max_frames: Option
         raise RayposeDataError(path, f"{VIDEO_EXTRA_HINT} ({e})") from None
     rows: list[np.ndarray] = []
     width = height = None
-    with mp_pose.Pose(static_image_mode=False, model_complexity=model_complexity) as detector:
+    with _native_stderr_filtered(MEDIAPIPE_HARMLESS), \
+            mp_pose.Pose(static_image_mode=False, model_complexity=model_complexity) as detector:
         for n, frame in enumerate(iter_video_frames(path)):
             if max_frames is not None and n >= max_frames:
                 break
@@ -436,6 +440,46 @@ def detect_video(path: str | Path, model_complexity: int = 1, max_frames: Option
     track = Track(np.arange(len(rows), dtype=np.int64), to_h36m(kps, "mediapipe33", path))
     return Detections({"0": track}, width, height, video_fps(path), str(path), str(path),
                       extra={"mediapipe33": kps})
+
+
+#: MediaPipe's native start-up notices, written by C++ straight to file descriptor 2 (no Python
+#: logger to configure): the TF Lite delegate, absl's "before InitializeLog" notice and two
+#: warnings about features the pose solution does not use. Anything else is shown.
+MEDIAPIPE_HARMLESS = (
+    "Created TensorFlow Lite XNNPACK delegate",
+    "All log messages before absl::InitializeLog()",
+    "Feedback manager requires a model with a single signature",
+    "Using NORM_RECT without IMAGE_DIMENSIONS",
+)
+
+
+@contextmanager
+def _native_stderr_filtered(harmless: tuple[str, ...]) -> Iterator[None]:
+    """Capture file descriptor 2 (native libraries bypass ``sys.stderr``) and, afterwards,
+    write back every line that is not one of the ``harmless`` notices — all of them when the
+    block raised, so a detector failure keeps its whole native log."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = [ln for ln in lines if failed or not any(h in ln for h in harmless)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _landmarks_to_array(landmarks, width: int, height: int) -> np.ndarray:

@@ -150,7 +150,7 @@ def test_video_needs_the_extra_or_detects(shared_data):
     try:
         import mediapipe  # noqa: F401
     except ImportError:
-        with pytest.raises(RayposeDataError, match=r"mediapipe==0.10.21.*--detector-python"):
+        with pytest.raises(RayposeDataError, match=r"mediapipe==0.10.21.*setup.sh --video.*--detector-python"):
             D.read_detections(video)
         return
     det = D.detect_video(video, max_frames=40)

@@ -1,0 +1,97 @@
+"""Video input in the one environment (`./setup.sh --video`): MediaPipe 0.10.21 beside Ray.
+
+These run where the video extra is installed (`.ci/run` installs it after the main suite and runs
+them with the job-server tests); elsewhere they skip, and `test_detections.py` checks the error
+that names the extra.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raypose import skeleton
+from raypose.data import detections as D
+
+
+
+def _video_extra_imports() -> bool:
+    """True when MediaPipe imports (installed *and* matching this numpy: a later plain
+    ./setup.sh moves numpy back to 2, which leaves a MediaPipe that fails to import)."""
+    if importlib.util.find_spec("mediapipe") is None:
+        return False
+    try:
+        from mediapipe.python.solutions import pose  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+pytestmark = [
+    pytest.mark.video,
+    pytest.mark.skipif(not _video_extra_imports(),
+                       reason="the video extra is not installed (./setup.sh --video)"),
+]
+
+
+def test_environment_holds_the_video_stack_beside_ray():
+    """The pins of constraints-video.txt, with Ray, Ray Data's Parquet and DeepSpeed importable."""
+    import google.protobuf
+    import mediapipe
+    import pyarrow.parquet  # noqa: F401  (pyarrow 26 refuses numpy 1.x at import)
+    import ray.data  # noqa: F401
+    import ray.train.torch  # noqa: F401
+
+    assert mediapipe.__version__ == "0.10.21"
+    assert np.__version__.startswith("1.") and google.protobuf.__version__.startswith("4.")
+
+
+def test_raypose_infer_reads_the_video_in_the_same_environment(shared_data, tmp_path):
+    """`raypose infer --input demo.mp4` with no --detector-python: every frame lifted to a body
+    of plausible proportions, and no MediaPipe start-up notices on the terminal."""
+    video = shared_data / "sports2d_demo" / "demo.mp4"
+    out = tmp_path / "out.npz"
+    raypose = Path(sys.executable).with_name("raypose")
+    proc = subprocess.run([str(raypose), "infer", "--input", str(video), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    terminal = proc.stdout + proc.stderr
+    assert not any(notice in terminal for notice in D.MEDIAPIPE_HARMLESS), terminal
+    assert "track 0: 230 frames lifted" in terminal
+    with np.load(out) as f:
+        pose = f["track_0"]
+        frames = f["frames_0"]
+    assert pose.shape == (230, 17, 3) and np.isfinite(pose).all()
+    np.testing.assert_array_equal(frames, np.arange(230))
+    thigh = np.linalg.norm(pose[:, skeleton.JOINT_INDEX["r_knee"]]
+                           - pose[:, skeleton.JOINT_INDEX["r_hip"]], axis=-1)
+    assert 0.15 < np.median(thigh) < 0.7
+
+
+def test_mediapipe_agrees_with_the_real_detections(shared_data):
+    """The detected person matches one of the two people in the real COCO-17 detections that
+    ship with the video (a different detector): median 5 px on a 1768-px frame when measured."""
+    video = D.read_detections(shared_data / "sports2d_demo" / "demo.mp4")
+    coco = D.read_detections(shared_data / "sports2d_demo" / "detections_coco17.json")
+    person = video.tracks["0"]
+    errors = []
+    for f in range(person.num_frames):
+        ours = person.keypoints[f]
+        per_track = []
+        for track in coco.tracks.values():
+            hit = np.nonzero(track.frames == f)[0]
+            if len(hit) == 0:
+                continue
+            theirs = track.keypoints[hit[0]]
+            both = (ours[:, 2] > 0.5) & (theirs[:, 2] > 0.3)
+            if both.sum() >= 8:
+                per_track.append(np.median(np.linalg.norm(ours[both, :2] - theirs[both, :2], axis=-1)))
+        if per_track:
+            errors.append(min(per_track))
+    errors = np.asarray(errors)
+    assert len(errors) > 180
+    assert np.median(errors) < 10 and np.mean(errors < 20) > 0.8

@@ -168,6 +168,12 @@ class DataConfig:
     #: (0 = always stream): otherwise every pass over a small dataset re-runs the chunking, which
     #: cost the wild recipe ≈18 s per 33 steps on 2 CPUs.
     cache_mb: float = 2048.0
+    #: A training worker keeps its shard's chunks (and the validation chunks) in its own memory,
+    #: on its device, after the first pass when they take at most this many MB (0 = never):
+    #: later passes are re-shuffled there instead of each starting a Ray Data execution, which
+    #: cost ≈1 s per pass (bench/train_step.py). Every rank's shard has the same size (Ray Train
+    #: splits with equal=True), so all ranks decide alike.
+    worker_cache_mb: float = 1024.0
     #: Clips per evaluation slice (every-frame centres are cut in slices to bound memory).
     eval_max_clips: int = 1024
     #: Endpoint for s3:// paths (e.g. a local S3 server); '' uses AWS defaults.
@@ -182,6 +188,7 @@ class DataConfig:
         _check(0.0 <= self.drop_joint_prob < 1.0, "data.drop_joint_prob must be in [0, 1)")
         _check(self.shuffle_buffer >= 0, "data.shuffle_buffer must be >= 0")
         _check(self.cache_mb >= 0, "data.cache_mb must be >= 0")
+        _check(self.worker_cache_mb >= 0, "data.worker_cache_mb must be >= 0")
         overlap = set(self.train_subjects) & (set(self.val_subjects) | set(self.test_subjects))
         overlap |= set(self.val_subjects) & set(self.test_subjects)
         _check(not overlap, f"subjects {sorted(overlap)} appear in more than one split")
@@ -285,6 +292,9 @@ class TrainConfig:
     strategy: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
+    #: fp32 matmuls and convolutions on TF32 tensor cores (Ampere and later; ≈10-bit mantissa
+    #: inputs). Off by default, as in torch; the GPU bench measures both.
+    tf32: bool = False
     grad_accum: int = 1
     num_workers: int = 1
     use_gpu: bool = False

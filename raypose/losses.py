@@ -105,8 +105,8 @@ def _target(targets: Any, key: str, default: Any = KeyError) -> Any:
 
 
 def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Optional[Masks],
-                   cfg: Any) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its unweighted parts (floats, for logging).
+                   cfg: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its unweighted parts (detached 0-dim tensors, for logging).
 
     ``targets``: dict (or a ClipBatch) with 'pose_2d' (N, F, 17, 2), 'pose_3d' (N, F, 17, 3),
     'has_3d' (N,), 'centre_index' and optionally 'valid_3d' (N, F, 17): known 3D joints. Output → term: 'multi' → multi_frame (+ bone_multi_frame,
@@ -148,6 +148,8 @@ def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Option
     if not terms:
         raise ValueError(f"no loss term applies to outputs {sorted(outputs)} with these weights")
     total = weighted(terms)
-    parts = {name: float(v.detach()) for name, (_, v) in terms.items()}
-    parts["total"] = float(total.detach())
+    # detached tensors, not floats: a float per part per step would make the host wait for the
+    # GPU at every step; the training loop sums them and converts once per epoch
+    parts = {name: v.detach() for name, (_, v) in terms.items()}
+    parts["total"] = total.detach()
     return total, parts

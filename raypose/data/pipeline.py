@@ -27,7 +27,7 @@ chunks. One source, or weights proportional to size, means f = 1 (no resampling)
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -371,6 +371,86 @@ def iter_device_batches(shard: Any, data_cfg: DataConfig, device: Any = "auto",
                                         dtypes=torch_dtypes(), device=device, drop_last=drop_last,
                                         local_shuffle_buffer_size=buffer,
                                         local_shuffle_seed=seed if buffer else None)
+
+
+def memory_passes(chunks: dict[str, Any], batch_size: int, shuffle: bool, seed: int
+                  ) -> Callable[[], Iterator[dict[str, Any]]]:
+    """A ``make_iter`` over chunk tensors held in memory: each call is one pass of batches
+    (a fresh permutation of all chunks per pass when ``shuffle``), on the chunks' device."""
+    import torch
+
+    n = int(next(iter(chunks.values())).shape[0])
+    device = next(iter(chunks.values())).device
+    passes = iter(range(1 << 62))
+
+    def make_iter() -> Iterator[dict[str, Any]]:
+        if shuffle:
+            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + next(passes))
+            order = torch.randperm(n, generator=g).to(device)
+        else:
+            order = torch.arange(n, device=device)
+        for i in range(0, n, batch_size):
+            sel = order[i:i + batch_size]
+            yield {k: v.index_select(0, sel) for k, v in chunks.items()}
+
+    return make_iter
+
+
+def _batch_bytes(batch: dict[str, Any]) -> int:
+    return sum(int(t.numel()) * t.element_size() for t in batch.values())
+
+
+class CachedPasses:
+    """Passes over a Ray Data shard that stop touching Ray once the shard is known to fit.
+
+    The first pass streams from ``stream()`` and keeps the batches it yields while they total
+    at most ``cap_mb``. When that pass ran to its end, the kept batches become one set of
+    tensors and every later pass comes from :func:`memory_passes` (re-shuffled in memory when
+    ``shuffle``), so a small dataset no longer starts a Ray Data execution per pass. A pass
+    the consumer left early (validation stops at ``val_max_clips``) keeps its prefix: later
+    passes replay it and stream on past it only if asked for more. Too big: every pass streams.
+    """
+
+    def __init__(self, stream: Callable[[], Iterator[dict[str, Any]]], cap_mb: float,
+                 batch_size: int, shuffle: bool, seed: int):
+        self.stream, self.batch_size, self.shuffle, self.seed = stream, batch_size, shuffle, seed
+        self.cap_bytes = int(cap_mb * 1e6)
+        self.too_big = self.cap_bytes <= 0
+        self.prefix: list[dict[str, Any]] = []
+        self.in_memory: Optional[Callable[[], Iterator[dict[str, Any]]]] = None
+
+    @property
+    def cached(self) -> bool:
+        return self.in_memory is not None
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        if self.in_memory is not None:
+            return self.in_memory()
+        if self.too_big:
+            return self.stream()
+        return self._replay_then_record()
+
+    def _replay_then_record(self) -> Iterator[dict[str, Any]]:
+        import itertools
+
+        kept = list(self.prefix)
+        yield from kept
+        size = sum(_batch_bytes(b) for b in kept)
+        for batch in itertools.islice(self.stream(), len(kept), None):
+            if not self.too_big:
+                size += _batch_bytes(batch)
+                if size > self.cap_bytes:
+                    self.too_big, kept, self.prefix = True, [], []
+                else:
+                    kept.append(batch)
+                    self.prefix = kept
+            yield batch
+        if not self.too_big and kept:  # the whole pass was seen
+            import torch
+
+            chunks = {k: torch.cat([b[k] for b in kept]) for k in kept[0]}
+            self.prefix = []
+            self.in_memory = memory_passes(chunks, self.batch_size, self.shuffle, self.seed)
 
 
 # ------------------------------------------------------------------------------------------

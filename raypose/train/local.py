@@ -19,22 +19,15 @@ from raypose.train import checkpoint as ckpt
 from raypose.train.loop import run_epochs, setup_worker
 
 
-def batch_source(chunks: Mapping[str, np.ndarray], batch_size: int, seed: int
+def batch_source(chunks: Mapping[str, np.ndarray], batch_size: int, seed: int, shuffle: bool = True
                  ) -> Callable[[], Iterator[dict[str, torch.Tensor]]]:
-    """A ``make_iter`` for :func:`run_epochs`: each call is one shuffled pass over ``chunks``."""
-    from raypose.data.pipeline import torch_dtypes
+    """A ``make_iter`` for :func:`run_epochs`: each call is one pass over ``chunks`` (shuffled
+    per pass), the same in-memory passes a Ray Train worker uses once its shard is cached."""
+    from raypose.data.pipeline import memory_passes, torch_dtypes
 
     dtypes = torch_dtypes()
-    n = len(chunks["length"])
-    passes = iter(range(1 << 62))
-
-    def make_iter() -> Iterator[dict[str, torch.Tensor]]:
-        order = np.random.default_rng([seed, next(passes)]).permutation(n)
-        for i in range(0, n, batch_size):
-            sel = order[i:i + batch_size]
-            yield {k: torch.as_tensor(chunks[k][sel]).to(dtype=dtypes[k]) for k in chunks}
-
-    return make_iter
+    tensors = {k: torch.as_tensor(np.asarray(v)).to(dtype=dtypes[k]) for k, v in chunks.items()}
+    return memory_passes(tensors, batch_size, shuffle, seed)
 
 
 def fit_in_process(cfg: Config, train_chunks: Mapping[str, np.ndarray],
@@ -49,7 +42,7 @@ def fit_in_process(cfg: Config, train_chunks: Mapping[str, np.ndarray],
     worker = setup_worker(cfg)
     history: list[dict[str, Any]] = []
     train_iter = batch_source(train_chunks, cfg.data.batch_size, cfg.train.seed)
-    val_iter = batch_source(val_chunks, cfg.data.batch_size, 0) if val_chunks is not None else (lambda: iter(()))
+    val_iter = batch_source(val_chunks, cfg.data.batch_size, 0, shuffle=False) if val_chunks is not None else (lambda: iter(()))
     run_epochs(worker, train_iter, val_iter, lambda w, e, m: history.append(dict(m)))
     if checkpoint_dir is not None:
         ckpt.write_checkpoint(checkpoint_dir, worker.strategy, worker.progress, cfg, worker.stage,

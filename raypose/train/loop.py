@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -120,6 +120,8 @@ def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None) -> Worker:
         torch.set_num_threads(cfg.train.torch_threads)
     if cfg.train.use_gpu and info.device.type == "cuda":
         torch.cuda.set_device(info.device)
+        torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.train.tf32
     model = build_model(cfg, stage)
     optimizer, scheduler = build_optimizer(cfg, model)
     strategy = make_strategy(cfg, info, find_unused_parameters=(stage == "pretrain"))
@@ -177,13 +179,17 @@ def epoch_batches(source: Iterator[dict[str, torch.Tensor]], micro_steps: Option
                   info: WorkerInfo) -> Iterator[tuple[dict[str, torch.Tensor], bool]]:
     """(batch, is_last) for one epoch: ``micro_steps`` batches, or until any rank runs out.
 
-    Looks one batch ahead so the last micro-step of an epoch is known before its forward.
+    With ``micro_steps`` the source is endless (:func:`cycle`), so every rank takes exactly that
+    many and no collective is needed; a one-pass epoch looks one batch ahead and agrees with the
+    other ranks at each step, so the last micro-step of an epoch is known before its forward.
     """
-    taken = 0
+    if micro_steps is not None:
+        for i in range(micro_steps):
+            yield next(source), i == micro_steps - 1
+        return
     current = next(source, None)
     while _all_true(current is not None, info):
-        taken += 1
-        nxt = None if (micro_steps is not None and taken >= micro_steps) else next(source, None)
+        nxt = next(source, None)
         last = not _all_true(nxt is not None, info)
         yield current, last
         if last:
@@ -227,7 +233,8 @@ def draw_masks(worker: Worker, clips, generator: torch.Generator):
                       worker.device, clips.confidence)
 
 
-def train_step(worker: Worker, chunks: dict[str, torch.Tensor], last: bool) -> tuple[int, dict[str, float]]:
+def train_step(worker: Worker, chunks: dict[str, torch.Tensor], last: bool
+               ) -> tuple[int, dict[str, torch.Tensor]]:
     """One micro-step: clips → (masks) → forward → backward → (optimizer step). Returns clips used."""
     from raypose.data.clips import train_clips
 
@@ -269,7 +276,7 @@ def maybe_fail(worker: Worker, epoch: int, steps_done: int) -> None:
 def progress_pinger(worker: Worker, epoch: int, t0: float):
     """``ping(step, clips, loss)``: on the main rank, when the driver's console asked for it
     (:data:`raypose.console.PINGS_ENV`), a tagged line at most every second for its live
-    progress bar; otherwise nothing."""
+    progress bar; otherwise nothing. ``loss()`` is called only then (it waits for the device)."""
     from raypose.console import PINGS_ENV, PROGRESS_TAG
 
     if not (worker.strategy.is_main and os.environ.get(PINGS_ENV) == "1"):
@@ -277,22 +284,36 @@ def progress_pinger(worker: Worker, epoch: int, t0: float):
     total = micro_steps_per_epoch(worker.cfg)
     last = [t0]
 
-    def ping(step: int, clips: int, loss: float) -> None:
+    def ping(step: int, clips: int, loss: Callable[[], float]) -> None:
         now = time.perf_counter()
         if now - last[0] >= 1.0 or step == total:
             last[0] = now
             print(PROGRESS_TAG + json.dumps({"stage": worker.stage, "epoch": epoch + 1,
                                              "epochs": worker.cfg.train.epochs, "step": step,
-                                             "steps": total, "loss": round(loss, 5),
+                                             "steps": total, "loss": round(loss(), 5),
                                              "samples_per_s": round(clips / max(now - t0, 1e-9), 1)}),
                   flush=True)
     return ping
 
 
+def weighted_sums(steps: list[tuple[int, dict[str, torch.Tensor]]],
+                  keys: Optional[Sequence[str]] = None) -> dict[str, float]:
+    """Σ clips × part over the steps so far, per loss part (one host read per part). A part
+    that only some steps have (MPM alternates masked-2D and masked-3D steps) sums over those."""
+    names = keys if keys is not None else list(dict.fromkeys(k for _, p in steps for k in p))
+    out = {}
+    for k in names:
+        have = [(n, p[k]) for n, p in steps if k in p]
+        if have:
+            clips = torch.tensor([n for n, _ in have], dtype=torch.float64)
+            out[k] = float((torch.stack([v for _, v in have]).double().cpu() * clips).sum())
+    return out
+
+
 def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch: int) -> dict[str, float]:
     """Train one epoch; returns sums all-reduced over ranks (loss, clips, seconds)."""
     worker.model.train()
-    sums: dict[str, float] = {}
+    steps: list[tuple[int, dict[str, torch.Tensor]]] = []   # device scalars, summed once per epoch
     clips_seen, micro = 0, 0
     sync = worker.device.type == "cuda"
     t0 = time.perf_counter()
@@ -301,14 +322,14 @@ def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch
         n, parts = train_step(worker, chunks, last)
         micro += 1
         clips_seen += n
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + v * n
-        ping(micro, clips_seen, sums.get("total", float("nan")) / max(clips_seen, 1))
+        steps.append((n, parts))
+        ping(micro, clips_seen, lambda: weighted_sums(steps, ("total",))["total"] / max(clips_seen, 1))
         maybe_fail(worker, epoch, micro)
     if sync:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    reduced = all_reduce_sums({**sums, "clips": float(clips_seen)}, worker.info)
+    totals = weighted_sums(steps)
+    reduced = all_reduce_sums({**totals, "clips": float(clips_seen)}, worker.info)
     total_clips = max(reduced.pop("clips"), 1.0)
     out = {f"train_{k}": v / total_clips for k, v in reduced.items()}
     out["loss"] = out.pop("train_total", float("nan"))
@@ -529,22 +550,22 @@ def dataset_iterators(worker: Worker):
     """(make_train_iter, make_val_iter) over this worker's Ray Data shards."""
     import ray.train
 
-    from raypose.data.pipeline import iter_device_batches
+    from raypose.data.pipeline import CachedPasses, iter_device_batches
 
     train = ray.train.get_dataset_shard("train")
     val = ray.train.get_dataset_shard("val")
-    device = worker.device
+    data, device = worker.cfg.data, worker.device
+    seed = worker.cfg.train.seed * 1_000_003 + 7919 * worker.info.rank
 
-    passes = iter(range(1 << 62))
+    def stream_train():
+        return iter_device_batches(train, data, device, shuffle=True, seed=seed)
 
-    def train_iter():
-        seed = worker.cfg.train.seed * 1_000_003 + 7919 * worker.info.rank + next(passes)
-        return iter_device_batches(train, worker.cfg.data, device, shuffle=True, seed=seed)
+    def stream_val():
+        return iter_device_batches(val, data, device) if val is not None else iter(())
 
-    def val_iter():
-        return iter_device_batches(val, worker.cfg.data, device) if val is not None else iter(())
-
-    return train_iter, val_iter
+    # after the first pass, a shard that fits stays on this worker: no Ray Data execution per pass
+    return (CachedPasses(stream_train, data.worker_cache_mb, data.batch_size, True, seed),
+            CachedPasses(stream_val, data.worker_cache_mb, data.batch_size, False, 0))
 
 
 def run_epochs(worker: Worker, train_iter, val_iter, emit) -> None:

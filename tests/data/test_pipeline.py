@@ -241,3 +241,55 @@ def test_every_shipped_config_on_the_embedded_data_resolves_or_is_refused():
         else:
             splits = pipeline.check_splits(data)
             assert splits["train"] and set(data.val_subjects) <= set(splits["val"]), path.name
+
+
+def _chunk_keys(batches) -> list[tuple]:
+    """One key per chunk (its camera, first owned frame and a checksum of its 2D): which chunks
+    a pass held."""
+    out = []
+    for b in batches:
+        sums = b["keypoints_2d"].double().flatten(1).sum(1)
+        for cam, start, total in zip(b["camera"].tolist(), b["centre_start"].tolist(), sums.tolist()):
+            out.append((tuple(cam), start, round(total, 3)))
+    return out
+
+
+def test_cached_passes_stop_starting_ray_executions_once_the_shard_fits(ray_local):
+    """The first pass streams from Ray Data; later passes hold the same chunks, from memory,
+    re-shuffled; a cap below the shard's size streams every pass."""
+    cfg = DataConfig(chunk_frames=64, batch_size=8, num_frames=9, sources=[SourceConfig(virtual_cameras=2)])
+    train = pipeline.build_datasets(cfg, seed=0)["train"]
+    streams = []
+
+    def stream():
+        streams.append(1)
+        return pipeline.iter_device_batches(train, cfg, "cpu", shuffle=True, seed=1)
+
+    passes = pipeline.CachedPasses(stream, cap_mb=512, batch_size=8, shuffle=True, seed=0)
+    first, second, third = (_chunk_keys(passes()) for _ in range(3))
+    assert len(streams) == 1 and passes.cached
+    assert sorted(first) == sorted(second) == sorted(third) and len(set(first)) == len(first)
+    assert second != third  # a fresh permutation per pass
+
+    nbytes = sum(pipeline._batch_bytes(b) for b in pipeline.iter_device_batches(train, cfg, "cpu"))
+    streams.clear()
+    small = pipeline.CachedPasses(stream, cap_mb=nbytes / 2e6, batch_size=8, shuffle=True, seed=0)
+    assert sorted(_chunk_keys(small())) == sorted(_chunk_keys(small())) == sorted(first)
+    assert len(streams) == 2 and not small.cached
+
+
+def test_cached_passes_replay_a_pass_left_early_in_order(ray_local):
+    """Validation stops after a few batches: the next pass replays exactly those, and one that
+    wants more streams on past them (no chunk twice, none lost)."""
+    import itertools
+
+    cfg = DataConfig(chunk_frames=64, batch_size=4, num_frames=9, sources=[SourceConfig(virtual_cameras=2)])
+    val = pipeline.build_datasets(cfg, seed=0)["train"]
+    val.context.execution_options.preserve_order = True
+    whole = _chunk_keys(pipeline.iter_device_batches(val, cfg, "cpu"))
+    passes = pipeline.CachedPasses(lambda: pipeline.iter_device_batches(val, cfg, "cpu"), 512, 4, False, 0)
+    assert _chunk_keys(itertools.islice(passes(), 3)) == whole[:12]
+    assert _chunk_keys(itertools.islice(passes(), 2)) == whole[:8]
+    assert not passes.cached
+    assert _chunk_keys(passes()) == whole and passes.cached
+    assert _chunk_keys(passes()) == whole

@@ -11,12 +11,22 @@ The model is untrained (weights do not change the cost). Defaults are sized for 
 
     python bench/infer.py                      # CPU: 81/243 frames, batch 1/32
     python bench/infer.py --device cuda        # + compile, batch 1/32/256
+
+Against the reference: ``--reference DIR`` (a local checkout of paTRICK-swk/P-STMO; its code is
+imported from there, never copied here) adds a row per shape for the reference stage-II model
+built the way its ``common/opt.py`` builds it (d 256, hidden 512, the same strides; ``--model
+pstmo_s`` ↔ its default 3 layers, ``pstmo`` ↔ ``--layers 4``), timed under inference_mode,
+and the ratio of every raypose column to it:
+
+    python bench/infer.py --reference ~/src/P-STMO --batch-sizes 64 --threads 2 \
+        --modes inference compile
 """
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -52,13 +62,35 @@ def _fake_keypoints(t: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([xy, rng.uniform(0.5, 1, (t, 17, 1))], -1).astype(np.float32)
 
 
+def reference_model(source: str, model_name: str, frames: int) -> torch.nn.Module:
+    """The P-STMO reference's stage-II ``Model`` from a local checkout of its repository, sized
+    as raypose's ``model_name`` at ``frames``."""
+    import importlib
+    import sys
+    from types import SimpleNamespace
+
+    from raypose.models.blocks import default_strides
+
+    if not (Path(source) / "model" / "stmo.py").is_file():
+        raise SystemExit(f"--reference {source}: no model/stmo.py there (a checkout of paTRICK-swk/P-STMO)")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    stmo = importlib.import_module("model.stmo")
+    depth = len(models.build(model_name, num_frames=frames).encoder.tem.layers)
+    args = SimpleNamespace(layers=depth, channel=256, d_hid=512, frames=frames,
+                           stride_num=default_strides(frames), n_joints=17, out_joints=17)
+    return stmo.Model(args)
+
+
 def bench(model_name: str, frames: list[int], batch_sizes: list[int], modes: list[str],
-          device: torch.device, seconds: float, flip: bool, seed: int = 0) -> list[dict]:
+          device: torch.device, seconds: float, flip: bool, seed: int = 0,
+          reference: Optional[str] = None) -> list[dict]:
     rows = []
     rng = np.random.default_rng(seed)
     for f in frames:
         torch.manual_seed(seed)
         model = models.build(model_name, num_frames=f).to(device).eval()
+        ref = reference_model(reference, model_name, f).to(device).eval() if reference else None
         compiled = torch.compile(model) if "compile" in modes else None
         for b in batch_sizes:
             row: dict = {"model": model_name, "frames": f, "batch": b}
@@ -84,13 +116,20 @@ def bench(model_name: str, frames: list[int], batch_sizes: list[int], modes: lis
                 row["lift f/s"] = _rate(lambda: lift_sequence(model, kp, 1000, 1000, f, batch_size=b,
                                                               flip=flip, device=device),
                                         2 * b, device, seconds, min_iters=1)
-            best = max((v for k, v in row.items() if k.endswith("f/s")), default=None)
+            if ref is not None:
+                # its input layout: (N, 2, F, J, 1); both of its outputs are computed, as it runs
+                x_ref = x.permute(0, 3, 1, 2).unsqueeze(-1).contiguous()
+                with torch.inference_mode():
+                    row["ref f/s"] = _rate(lambda: ref(x_ref), b, device, seconds)
+                for k in [k for k in row if k.endswith(" f/s") and k != "ref f/s"]:
+                    row[k.replace(" f/s", "/ref")] = row[k] / row["ref f/s"]
+            best = max((v for k, v in row.items() if k.endswith("f/s") and k != "ref f/s"), default=None)
             if best is not None and "eager f/s" in row:
                 row["best/eager"] = best / row["eager f/s"]
             rows.append(row)
             table = format_table([row], floatfmt=".1f").splitlines()
             print("\n".join(table if len(rows) == 1 else table[-1:]), flush=True)
-        del model, compiled
+        del model, compiled, ref
     return rows
 
 
@@ -106,6 +145,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per cell")
     p.add_argument("--flip", action="store_true", help="time flip-averaged lifting (2 passes)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="a local checkout of paTRICK-swk/P-STMO: time its model beside raypose's")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -115,7 +156,8 @@ def main(argv=None) -> list[dict]:
     modes = args.modes or (list(MODES) if cuda else ["eager", "inference", "lift"])
     print(f"# {args.model} on {torch.cuda.get_device_name(device) if cuda else 'CPU'} "
           f"({torch.get_num_threads()} threads), torch {torch.__version__}, flip={args.flip}")
-    rows = bench(args.model, args.frames, batch_sizes, modes, device, args.seconds, args.flip)
+    rows = bench(args.model, args.frames, batch_sizes, modes, device, args.seconds, args.flip,
+                 reference=args.reference)
     print()
     print(format_table(rows, floatfmt=".1f"))
     return rows

@@ -262,3 +262,48 @@ def export_lifter(path_or_uri: str, out_dir: str | Path, precision: str = "fp16"
                out / META_FILE)
     (out / CONFIG_FILE).write_text(text)
     return out
+
+
+#: The raypose config inside an exported program (``torch.export.save``'s extra files).
+PROGRAM_CONFIG = "raypose_config.json"
+
+
+def export_program(path_or_uri: str, out_path: str | Path, s3_endpoint: str = "") -> Path:
+    """The lifter of a fine-tuning checkpoint as a ``torch.export`` program (``.pt2``): graph and
+    fp32 weights in one file, for serving without raypose's model code — ``torch.export.load(p)
+    .module()`` in Python, or AOTInductor / ExecuTorch ahead of time. The batch dimension is
+    dynamic; inputs are raypose's (N, F, 17, 2) normalised 2D and (N, F, 17) missing-joint mask,
+    the output the model's dict ('centre', and 'multi' where it has one). The config travels
+    inside (:data:`PROGRAM_CONFIG`) so :func:`load_program` knows the window and normalisation."""
+    state, meta = load_state(path_or_uri, s3_endpoint)
+    if meta.get("stage") != "finetune":
+        raise RayposeDataError(str(path_or_uri), f"is a {meta.get('stage')!r} checkpoint; only "
+                                                 "fine-tuning (lifting) checkpoints are exported")
+    model, cfg = load_model(path_or_uri, s3_endpoint, stage="finetune")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(lifter_program(model, cfg.data.num_frames), out,
+                      extra_files={PROGRAM_CONFIG: json.dumps(cfg.to_dict())})
+    return out
+
+
+def lifter_program(model: nn.Module, num_frames: int) -> Any:
+    """``torch.export`` of a lifting model (eval mode) with a dynamic batch dimension."""
+    from raypose.skeleton import NUM_JOINTS
+
+    example = (torch.zeros(2, num_frames, NUM_JOINTS, 2),
+               torch.zeros(2, num_frames, NUM_JOINTS, dtype=torch.bool))
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    return torch.export.export(model.eval(), example, dynamic_shapes=({0: batch}, {0: batch}))
+
+
+def load_program(path: str | Path) -> tuple[nn.Module, Config]:
+    """(callable module, config) of a program written by :func:`export_program`."""
+    extra = {PROGRAM_CONFIG: ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra)
+    except Exception as e:  # a truncated or foreign file: say which and why
+        raise RayposeDataError(str(path), f"not a loadable torch.export program: {e}") from e
+    if not extra[PROGRAM_CONFIG]:
+        raise RayposeDataError(str(path), f"has no {PROGRAM_CONFIG}: not exported by raypose export")
+    return program.module(), config_from_json(extra[PROGRAM_CONFIG])

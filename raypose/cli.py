@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("tune", "Ray Tune search of mask ratios and loss weights"),
     "infer": ("infer", "2D detections or a video → 3D poses per person (npz / JSON / BVH, renders)"),
     "plot": ("plot", "training curves of one or more runs (PNG)"),
-    "export": ("export", "a fine-tuning checkpoint → a lean fp16 / int8 inference model"),
+    "export": ("export", "a fine-tuning checkpoint → a lean fp16 / int8 model, or a torch.export program"),
     "image-lift": ("image_lift", "Lifting by Image: two-stage training on rendered crops"),
 }
 

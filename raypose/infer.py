@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +50,22 @@ def prepare_2d(keypoints_2d: np.ndarray, width: float, height: float,
     missing = ~(conf > conf_threshold) | ~np.isfinite(xy).all(-1)
     xy = np.where(missing[..., None], 0.0, xy).astype(np.float32)
     return xy, missing
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for the block, then the mode it had; a ``torch.export`` program (``.pt2``) is
+    inference-only and has no modes to switch."""
+    try:
+        was_training = model.training
+        model.eval()
+    except NotImplementedError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _forward(model: torch.nn.Module, pose_2d: torch.Tensor, missing: torch.Tensor, flip: bool
@@ -100,18 +117,13 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
     pose = torch.from_numpy(xy).to(device=device, dtype=dtype)
     miss = torch.from_numpy(missing).to(device)
     length = torch.tensor([t], device=device)
-    was_training = model.training
-    model.eval()
     out = torch.empty((t, skeleton.NUM_JOINTS, 3), dtype=torch.float32)
-    try:
-        with torch.inference_mode():
-            for start in range(0, t, batch_size):
-                centres = torch.arange(start, min(start + batch_size, t), device=device)
-                idx = gather_indices(length, centres[None], num_frames, stride)[0]  # (B, F)
-                pred = _forward(model, pose[idx], miss[idx], flip)
-                out[start:start + idx.shape[0]] = pred.float().cpu()
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), torch.inference_mode():
+        for start in range(0, t, batch_size):
+            centres = torch.arange(start, min(start + batch_size, t), device=device)
+            idx = gather_indices(length, centres[None], num_frames, stride)[0]  # (B, F)
+            pred = _forward(model, pose[idx], miss[idx], flip)
+            out[start:start + idx.shape[0]] = pred.float().cpu()
     out = out - out[:, skeleton.ROOT:skeleton.ROOT + 1]
     return out.numpy()
 
@@ -353,20 +365,22 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "wild_lifter"
 
 
 def load_checkpoint(uri: Optional[str] = None, device: str = "cpu") -> Lifter:
-    """The lifter of a fine-tuning checkpoint (no training package needed); the shipped model
+    """The lifter of a fine-tuning checkpoint (no training package needed), or of a program
+    from ``raypose export --format program`` (``.pt2``); the shipped model
     (:data:`SHIPPED_CHECKPOINT`) when ``uri`` is None."""
-    from raypose.checkpoints import load_model
+    from raypose.checkpoints import load_model, load_program
 
     if uri is None:
         if not (SHIPPED_CHECKPOINT / "model.pt").is_file():
             raise RayposeDataError(SHIPPED_CHECKPOINT, "the shipped model is missing from this "
                                    "installation: pass --checkpoint")
         uri = str(SHIPPED_CHECKPOINT)
-    model, cfg = load_model(uri)
+    model, cfg = load_program(uri) if str(uri).endswith(".pt2") else load_model(uri)
     num_frames, stride = int(cfg.data.num_frames), int(getattr(cfg.data, "stride", 1))
-    model = model.to(device).eval()
+    model = model.to(device)  # load_model returns eval mode; an exported program is inference-only
     with torch.inference_mode():  # a pretraining checkpoint reconstructs 2D; it does not lift
-        probe = model(torch.zeros(1, num_frames, skeleton.NUM_JOINTS, 2, device=device), None)
+        probe = model(torch.zeros(1, num_frames, skeleton.NUM_JOINTS, 2, device=device),
+                      torch.zeros(1, num_frames, skeleton.NUM_JOINTS, dtype=torch.bool, device=device))
     if "centre" not in probe:
         raise RayposeDataError(uri, "is not a lifting checkpoint (no 'centre' output): "
                                     "pass a fine-tuning checkpoint")

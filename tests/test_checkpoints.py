@@ -47,3 +47,46 @@ def test_exports_load_as_fp32_and_lift_real_detections_alike(shared_data, tmp_pa
     assert 0.45 < sizes["fp16"] / sizes["fp32"] < 0.55 and 0.22 < sizes["int8"] / sizes["fp32"] < 0.3
     assert shifts["fp32"] < 1e-6                    # the shipped weights are exact in fp32
     assert shifts["fp16"] < 0.005 and shifts["int8"] < 0.005, shifts   # metres; bench/accuracy.py --precision scores it
+
+
+@pytest.mark.parametrize("name", ["pstmo_s", "mpm", "aptpose", "baseline"])
+def test_exported_programs_compute_what_the_models_compute(name):
+    """Each lifter family through torch.export (the serving path): the same outputs as the
+    eager model at batch sizes other than the one it was traced with."""
+    from raypose import models
+
+    torch.manual_seed(0)
+    size = dict(hidden=64) if name == "baseline" else dict(dim=32, ffn_dim=64, heads=2, depth=1)
+    model = models.build(name, num_frames=27, **size).eval()
+    program = checkpoints.lifter_program(model, 27).module()
+    for batch in (1, 5):
+        x = torch.randn(batch, 27, 17, 2) * 0.3
+        missing = torch.rand(batch, 27, 17) < 0.1
+        with torch.inference_mode():
+            want, got = model(x, missing), program(x, missing)
+        assert set(got) == set(want)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=1e-5, rtol=1e-5)
+
+
+def test_raypose_export_program_lifts_real_detections_as_the_checkpoint_does(shared_data, tmp_path):
+    """`raypose export --format program` of the shipped model, then `infer.load_checkpoint` of
+    the .pt2: the real detections lift to the same 3D as from the checkpoint; a file that is
+    not a program is refused by name."""
+    from raypose.cli import main as raypose
+
+    out = tmp_path / "lifter.pt2"
+    raypose(["export", "--checkpoint", str(infer.SHIPPED_CHECKPOINT), "--out", str(out),
+                  "--format", "program"])
+    with np.load(shared_data / "pose2sim_demo.npz") as d:
+        keypoints = to_h36m(d["keypoints_coco17"][0], "coco17")
+        width, height = d["image_size"][0]
+    lifted = {}
+    for which, path in (("checkpoint", str(infer.SHIPPED_CHECKPOINT)), ("program", str(out))):
+        lifter = infer.load_checkpoint(path)
+        lifted[which] = infer.lift_sequence(lifter.model, keypoints, width, height, lifter.num_frames)
+    assert np.abs(lifted["program"] - lifted["checkpoint"]).max() < 1e-5
+    bogus = tmp_path / "bogus.pt2"
+    bogus.write_bytes(b"not a program")
+    with pytest.raises(Exception, match="bogus.pt2.*torch.export"):
+        infer.load_checkpoint(str(bogus))

@@ -37,7 +37,7 @@ UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 #: an adult's hip → knee → ankle is well under this (metres); longer means another unit
 MAX_LEG_M = 1.6
 
-#: The completion model shipped in the package (configs/mpm_complete.yaml on all shared mocap).
+#: Where a shipped completion model would live (none ships yet: --checkpoint is required).
 SHIPPED_COMPLETER = Path(__file__).resolve().parent / "assets" / "mpm_completer"
 
 
@@ -61,8 +61,9 @@ def load_completer(uri: Optional[str] = None, device: str = "cpu") -> Completer:
 
     if uri is None:
         if not (SHIPPED_COMPLETER / "model.pt").is_file():
-            raise RayposeDataError(SHIPPED_COMPLETER, "the shipped completion model is missing from "
-                                   "this installation: pass --checkpoint (an MPM pretraining checkpoint)")
+            raise RayposeDataError(SHIPPED_COMPLETER, "no completion model ships with this raypose: "
+                                   "pass --checkpoint, an MPM pretraining checkpoint (make one with "
+                                   "raypose pretrain --config configs/mpm_complete.yaml)")
         uri = str(SHIPPED_COMPLETER)
     _, meta = load_state(uri)
     cfg, stage = meta["config"], meta.get("stage")
@@ -455,7 +456,7 @@ def add_complete_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="output .npz (track_<id>, frames_<id>, filled_<id>) "
                    "or .bvh (one file per sequence)")
     p.add_argument("--checkpoint", default=None, help="MPM pretraining (stage I) checkpoint "
-                   "directory or s3:// URI (default: the shipped completion model)")
+                   "directory or s3:// URI (required: no completion model ships yet)")
     p.add_argument("--fps", type=float, default=None, help="frame rate, where the file lacks it")
     p.add_argument("--units", choices=sorted(UNITS), default="m", help="units of the input (default m)")
     p.add_argument("--up-axis", choices=("auto", "z", "y"), default="auto",

@@ -249,6 +249,18 @@ def test_bad_input_and_wrong_checkpoints_are_clear_errors(trained, climb_b, tmp_
         C.load_completer(str(REPO / "raypose" / "assets" / "wild_lifter"))
 
 
+def test_no_arguments_says_a_checkpoint_is_needed_and_with_one_runs_the_demo(trained, tmp_path, capsys):
+    from raypose import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["complete"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "pass --checkpoint" in err and "mpm_complete.yaml" in err
+    assert cli.main(["complete", "--checkpoint", str(trained[0]), "--out", str(tmp_path / "demo.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "MPJPE on the hidden joints: model" in out and (tmp_path / "demo.npz").is_file()
+
+
 def test_completion_does_not_import_the_training_package():
     import subprocess
 

@@ -1,20 +1,19 @@
 """Partial 3D (missing joints or frames as NaN) → completed 3D (npz or BVH), from an MPM stage I
 model: the observed joints are kept exactly, the missing ones filled by its masked-3D decoder.
 
-    raypose complete                                   # demo: hide limbs and frames in embedded mocap
-    raypose complete --input partial.npz --out completed.npz
-    raypose complete --input partial.npy --fps 120 --out completed.bvh
-    raypose complete --input take.bvh --out take_done.npz --checkpoint runs/mpm/checkpoint_epoch0007
+    raypose complete --checkpoint CKPT                 # demo: hide limbs and frames in embedded mocap
+    raypose complete --input partial.npz --out completed.npz --checkpoint CKPT
+    raypose complete --input partial.npy --fps 120 --out completed.bvh --checkpoint CKPT
+    raypose pretrain --config configs/mpm_complete.yaml   # makes CKPT (prints checkpoint: …)
 
 Input: a (T, 17, 3) .npy, an .npz with one such array, track_<id> arrays or a VideoPose3D-layout
 positions_3d[subject][action] tree (with fps), or a .bvh; H36M-17 joint order, world space,
 metres (--units cm|mm), Z or Y up (told from the body, or --up-axis). A missing pelvis is
 placed between the hips, or interpolated over time. Output: track_<id> in the input's units and
-axes, filled_<id> marks the filled joints; or BVH (Y up, cm). Without --checkpoint the model
-shipped in the package completes (raypose/assets/mpm_completer, configs/mpm_complete.yaml on all
-shared mocap); --checkpoint takes any MPM pretraining checkpoint (raypose pretrain --config
-configs/mpm_complete.yaml). Held-out accuracy against interpolation and the nearest training
-pose: python bench/completion.py.
+axes, filled_<id> marks the filled joints; or BVH (Y up, cm). --checkpoint is required (no
+completion model ships in the package yet): any MPM pretraining checkpoint, e.g. from
+raypose pretrain --config configs/mpm_complete.yaml; with no --input it runs the demo. Held-out
+accuracy against interpolation and the nearest training pose: python bench/completion.py.
 """
 from __future__ import annotations
 

@@ -178,7 +178,7 @@ def table(result: dict[str, Any]) -> str:
     cells = []
     for c in conds:
         v = np.array([r["mpm"][c]["mpjpe"] for r in result["rows"]])
-        cells.append(f"**{v.mean():.1f} ± {v.std(ddof=1):.1f}**" if len(v) > 1 else f"**{v.mean():.1f}**")
+        cells.append(f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}")
     lines.append(f"| MPM stage I ({seeds} seed{'s' if seeds > 1 else ''}) | " + " | ".join(cells) + " |")
     for name, label in (("interpolation", "linear interpolation over time"),
                         ("nearest_pose", "nearest training pose")):

@@ -79,10 +79,19 @@ class MPMPretrain(PretrainedEncoderMixin, nn.Module):
         return out
 
     @torch.no_grad()
-    def complete_3d(self, pose_3d: torch.Tensor, joints_missing: torch.Tensor) -> torch.Tensor:
-        """Fill missing joints of a partial 3D sequence (observed joints are kept)."""
-        full = self._decode_3d(self.encoder(pose_3d, joints_missing), None)
-        return torch.where(joints_missing.unsqueeze(-1), full, pose_3d)
+    def complete_3d(self, pose_3d: torch.Tensor, joints_missing: torch.Tensor,
+                    frames_missing: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Fill missing joints (and frames) of partial root-relative 3D (observed joints are kept).
+
+        Why ``frames_missing`` is separate: masked-3D pretraining *drops* hidden frames from the
+        encoder and lets the decoder fill them, so a wholly missing frame is completed the same
+        way (every clip of the batch must miss the same number of frames); a frame of 17 joint
+        mask tokens is an input the model never saw.
+        """
+        keep = visible_index(frames_missing) if frames_missing is not None else None
+        full = self._decode_3d(self.encoder(pose_3d, joints_missing, keep), keep)
+        hidden = joints_missing if frames_missing is None else joints_missing | frames_missing[..., None]
+        return torch.where(hidden.unsqueeze(-1), full, pose_3d)
 
 
 class MPMLift(PretrainedEncoderMixin, nn.Module):

@@ -14,7 +14,7 @@ from raypose import cli
 REPO = Path(__file__).resolve().parents[2]
 JOB_OF = {"prepare": "prepare_data.py", "pretrain": "pretrain.py", "finetune": "finetune.py",
           "evaluate": "evaluate.py", "tune": "tune.py", "infer": "infer.py", "export": "export_model.py",
-          "image-lift": "train_image_lift.py"}
+          "image-lift": "train_image_lift.py", "complete": "complete.py"}
 
 
 def test_the_console_script_lists_every_command_and_its_version():

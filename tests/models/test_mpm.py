@@ -49,13 +49,26 @@ def test_masked_3d_joints_use_3d_token(tiny, make_masks):
     assert torch.equal(got[~jm], x3[~jm])
 
 
-def test_pose_completion_keeps_observed_joints(tiny):
+def test_pose_completion_is_the_trained_masked_3d_reconstruction(tiny, make_masks):
+    """complete_3d fills exactly what a masked-3D training step predicts for the same hidden
+    joints and dropped frames (so what pretraining learnt is what completion uses), keeps the
+    observed joints, and its fill depends on what it observes."""
+    torch.manual_seed(0)
     pre = build("mpm", 9, "pretrain", **tiny).eval()
-    x3 = torch.randn(1, 9, 17, 3)
-    missing = torch.zeros(1, 9, 17, dtype=torch.bool)
-    missing[..., [3, 6]] = True
-    done = pre.complete_3d(x3, missing)
-    assert torch.equal(done[~missing], x3[~missing]) and torch.isfinite(done).all()
+    x3 = torch.randn(2, 9, 17, 3)
+    masks = make_masks(2, 9, 5, 4)
+    hidden = masks.joints_masked | masks.frames_masked[..., None]
+    trained_path = pre(torch.zeros(2, 9, 17, 2), masks, x3, step=1)["rec_3d"]
+    done = pre.complete_3d(x3, masks.joints_masked, masks.frames_masked)
+    assert torch.equal(done[~hidden], x3[~hidden])
+    torch.testing.assert_close(done[hidden], trained_path[hidden])
+    moved = x3 + 0.3 * (~hidden).unsqueeze(-1)
+    assert not torch.allclose(pre.complete_3d(moved, masks.joints_masked, masks.frames_masked)[hidden],
+                              done[hidden], atol=1e-3)
+    # without dropped frames the joint-mask path is the same computation with no frame removed
+    none = torch.zeros(2, 9, dtype=torch.bool)
+    torch.testing.assert_close(pre.complete_3d(x3, masks.joints_masked, none),
+                               pre.complete_3d(x3, masks.joints_masked))
 
 
 def test_pretrained_weights_load_by_name(tiny):

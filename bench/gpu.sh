@@ -22,7 +22,7 @@ REPORT="$OUT_DIR/gpu_bench.md"
 
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu
-  TRAIN=(--config configs/pstmo_s_smoke.yaml --steps 3 --warmup 1 --workers 1)
+  TRAIN=(--config configs/pstmo_s_smoke.yaml --steps 3 --warmup 1 --workers 1 --with-checkpoints 0)
   GPU_SETS=()
   INFER=(--model pstmo_s --frames 27 --batch-sizes 2 --modes eager inference --seconds 0.2)
   INGEST=(--virtual-cameras 1 --num-frames 27 --chunk-frames 128 --epochs 1)
@@ -37,7 +37,7 @@ else
          --set data.clips_per_sequence=8 --set data.chunk_frames=512 --set model.dropout=0.1
          --steps 40 --warmup 5 --workers 1)
   GPU_SETS=(--set train.use_gpu=true --set train.cpus_per_worker=4)
-  INFER=(--model pstmo --frames 243 --batch-sizes 1 256 1024 --modes eager inference compile --seconds 3)
+  INFER=(--model pstmo --frames 243 --batch-sizes 1 256 1024 --modes eager inference bf16 compile --seconds 3)
   INGEST=(--virtual-cameras 8 --num-frames 243 --chunk-frames 1024 --epochs 2)
 fi
 

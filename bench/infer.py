@@ -3,6 +3,8 @@
 One output frame per clip, so frames/s = clips/s. Columns:
   eager      plain forward with autograd on (what a naive loop does)
   inference  forward under torch.inference_mode
+  bf16       the same under bfloat16 autocast (`raypose infer --precision bf16`; fast on CPUs with
+             AVX-512 BF16 / AMX and on GPUs, emulated and slow elsewhere)
   compile    torch.compile(model) under inference_mode (compile time reported separately)
   lift       raypose.infer.lift_sequence end to end (normalise, mask, window gather, batches)
 The model is untrained (weights do not change the cost). Defaults are sized for a 2-core CPU
@@ -19,7 +21,7 @@ pstmo_s`` ↔ its default 3 layers, ``pstmo`` ↔ ``--layers 4``), timed under i
 and the ratio of every raypose column to it:
 
     python bench/infer.py --reference ~/src/P-STMO --batch-sizes 64 --threads 2 \
-        --modes inference compile
+        --modes inference bf16 compile
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from raypose import models
 from raypose.infer import lift_sequence
 from raypose.viz import format_table
 
-MODES = ("eager", "inference", "compile", "lift")
+MODES = ("eager", "inference", "bf16", "compile", "lift")
 
 
 def _sync(device: torch.device) -> None:
@@ -104,6 +106,9 @@ def bench(model_name: str, frames: list[int], batch_sizes: list[int], modes: lis
             if "inference" in modes:
                 with torch.inference_mode():
                     row["inference f/s"] = _rate(fwd(model), b, device, seconds)
+            if "bf16" in modes:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
+                    row["bf16 f/s"] = _rate(fwd(model), b, device, seconds)
             if compiled is not None:
                 with torch.inference_mode():
                     start = time.perf_counter()
@@ -153,7 +158,7 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
     batch_sizes = args.batch_sizes or ([1, 32, 256] if cuda else [1, 32])
-    modes = args.modes or (list(MODES) if cuda else ["eager", "inference", "lift"])
+    modes = args.modes or (list(MODES) if cuda else ["eager", "inference", "bf16", "lift"])
     print(f"# {args.model} on {torch.cuda.get_device_name(device) if cuda else 'CPU'} "
           f"({torch.get_num_threads()} threads), torch {torch.__version__}, flip={args.flip}")
     rows = bench(args.model, args.frames, batch_sizes, modes, device, args.seconds, args.flip,

@@ -80,15 +80,18 @@ def bare_mfu(cfg: config.Config, samples_per_s: float) -> float | None:
 
 
 def ray_loop(cfg: config.Config, steps: int, storage: str, workers: int,
-             warmup_epochs: int = 2) -> tuple[float, float | None]:
+             warmup_epochs: int = 2, checkpoint_every_epoch: bool = False) -> tuple[float, float | None]:
     """(world samples/s, MFU) the raypose Ray Train loop reports for its last epoch. The first
     ``warmup_epochs`` warm up: the first pass streams the shard from Ray Data, after which a
-    shard that fits stays on the worker (``data.worker_cache_mb``); a pass may be longer than
-    an epoch, so the steady state is measured after two."""
+    shard that fits stays on the worker (``data.worker_cache_mb``). The checkpoint is written
+    at the end only, unless ``checkpoint_every_epoch``: then the previous epoch's checkpoint is
+    persisted while the measured epoch trains (on 2 CPUs that I/O competes with the step)."""
     from raypose.train.run import fit
 
-    cfg = cfg.with_overrides({"train.num_workers": workers, "train.epochs": warmup_epochs + 1,
+    epochs = warmup_epochs + 1
+    cfg = cfg.with_overrides({"train.num_workers": workers, "train.epochs": epochs,
                               "train.steps_per_epoch": steps,
+                              "train.checkpoint_every": 1 if checkpoint_every_epoch else epochs,
                               "train.storage_path": storage, "train.run_name": f"bench-{int(time.time())}",
                               "train.val_max_clips": 1, "train.init": ""})
     _, result = fit(cfg, "finetune")
@@ -123,10 +126,13 @@ def per_worker_cpus(cfg: config.Config, workers: int) -> config.Config:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     config.add_cli_arguments(p)
-    p.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
+    p.add_argument("--steps", type=int, default=100, help="timed steps (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                    help="Ray Train worker counts to measure (each beside the bare loop)")
+    p.add_argument("--with-checkpoints", type=int, choices=(0, 1), default=1,
+                   help="1 (default): one more run with a checkpoint every epoch (the default "
+                        "config), to show what persisting it during training costs")
     p.add_argument("--storage", default="/tmp/raypose-bench", help="Ray Train storage for the run")
     args = p.parse_args(argv)
     cfg = config.from_cli(args) if args.config else config.load(ROOT / "configs" / "pstmo_s_smoke.yaml",
@@ -134,11 +140,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     clips = cfg.data.batch_size * cfg.data.clips_per_sequence
     rows: dict[str, float] = {}
     lines = []
-    for workers in args.workers:
+    runs = [(w, False) for w in args.workers] + [(args.workers[0], True)] * args.with_checkpoints
+    bare_of: dict[int, float] = {}
+    for workers, every_epoch in runs:
         wcfg = per_worker_cpus(cfg, workers)
-        bare = bare_loop(wcfg, args.steps, args.warmup)
+        bare = bare_of.get(workers) or bare_loop(wcfg, args.steps, args.warmup)
+        bare_of[workers] = bare
         ray_sps, ray_mfu = ray_loop(wcfg, args.steps, args.storage, workers,
-                                    warmup_epochs(wcfg, args.steps, workers))
+                                    warmup_epochs(wcfg, args.steps, workers), every_epoch)
+        if every_epoch:
+            name = "  + checkpoint per epoch"
+            rows.update({f"ray_{workers}_ckpt": ray_sps, f"ratio_{workers}_ckpt": ray_sps / (workers * bare)})
+            ray_ms = 1e3 * clips * workers / ray_sps
+            lines.append(f"{name:<24}{ray_sps:>11.1f}{workers * bare:>13.1f}{ray_ms:>10.1f}"
+                         f"{1e3 * clips / bare:>10.1f}{ray_ms - 1e3 * clips / bare:>11.1f}"
+                         f"{ray_sps / (workers * bare):>8.2f}")
+            continue
         bare_ms = 1e3 * clips / bare
         ray_ms = 1e3 * clips * workers / ray_sps   # every rank steps on its own batch
         ratio = ray_sps / (workers * bare)
@@ -160,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"{'overhead':>11}{'ratio':>8}")
     print("\n".join(lines))
     print("bare × N: the bare torch loop's samples/s (same threads per process) times the worker "
-          "count; overhead: Ray's step time minus the bare step time, in ms")
+          "count; overhead: Ray's step time minus the bare step time, in ms; runs checkpoint at "
+          "their end, except the '+ checkpoint per epoch' row (the previous epoch's checkpoint is "
+          "persisted while the measured one trains)")
     return rows
 
 

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "MPJPE / P-MPJPE / PCK of a checkpoint (default: the shipped model)"),
     "tune": ("tune", "Ray Tune search of mask ratios and loss weights"),
     "infer": ("infer", "2D detections or a video → 3D poses per person (npz / JSON / BVH, renders)"),
-    "complete": ("complete", "partial 3D (missing joints / frames) → completed 3D with an MPM model"),
+    "complete": ("complete", "partial 3D (missing joints / frames) → completed 3D (interpolation or an MPM model)"),
     "plot": ("plot", "training curves of one or more runs (PNG)"),
     "export": ("export", "a fine-tuning checkpoint → a lean fp16 / int8 model, or a torch.export program"),
     "image-lift": ("image_lift", "Lifting by Image: two-stage training on rendered crops"),

@@ -456,7 +456,12 @@ def add_complete_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="output .npz (track_<id>, frames_<id>, filled_<id>) "
                    "or .bvh (one file per sequence)")
     p.add_argument("--checkpoint", default=None, help="MPM pretraining (stage I) checkpoint "
-                   "directory or s3:// URI (required: no completion model ships yet)")
+                   "directory or s3:// URI, for --method model (no completion model ships yet)")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="model: the MPM checkpoint's masked-3D decoder; interpolate: each joint "
+                        "linear in time between its observations (no model; on held-out mocap it "
+                        "beats the MPM model trained at this repository's CPU budget, "
+                        "bench/completion.py). Default: model with --checkpoint, else interpolate")
     p.add_argument("--fps", type=float, default=None, help="frame rate, where the file lacks it")
     p.add_argument("--units", choices=sorted(UNITS), default="m", help="units of the input (default m)")
     p.add_argument("--up-axis", choices=("auto", "z", "y"), default="auto",
@@ -467,9 +472,37 @@ def add_complete_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     return p
 
 
+#: --method choices.
+METHODS = ("model", "interpolate")
+
+
+def chosen_method(args: argparse.Namespace) -> str:
+    """--method, or its default (model when a checkpoint is given), printed either way."""
+    method = args.method or ("model" if args.checkpoint else "interpolate")
+    if method == "interpolate" and args.checkpoint:
+        raise RayposeDataError(args.checkpoint, "--method interpolate uses no checkpoint: drop "
+                               "--checkpoint, or pass --method model")
+    print(f"method: {'the MPM model' if method == 'model' else 'linear interpolation over time'}"
+          f"{'' if args.method else ' (the default ' + ('with' if args.checkpoint else 'without') + ' --checkpoint)'}",
+          flush=True)
+    return method
+
+
+def interpolate_sequence(poses: np.ndarray, source: object = "input") -> Completion:
+    """:func:`interpolate_missing` as a completion; a joint never observed cannot be filled."""
+    poses = check_poses(poses, source)
+    missing = missing_joints(poses)
+    never = [skeleton.JOINT_NAMES[j] for j in range(J) if missing[:, j].all()]
+    if never:
+        raise RayposeDataError(source, f"joints {never} are never observed: interpolation has nothing "
+                               "to fill them from (use --method model with an MPM checkpoint)")
+    return Completion(interpolate_missing(poses), missing, 0)
+
+
 def complete_file(args: argparse.Namespace, completer: Optional[Completer] = None) -> dict[str, Any]:
     """Read → complete each sequence → write; returns the completions and written paths."""
-    if completer is None:
+    method = "model" if completer is not None else chosen_method(args)
+    if completer is None and method == "model":
         if args.checkpoint is None:
             print(f"checkpoint: the shipped completion model ({SHIPPED_COMPLETER})", flush=True)
         completer = load_completer(args.checkpoint, args.device)
@@ -489,10 +522,13 @@ def complete_file(args: argparse.Namespace, completer: Optional[Completer] = Non
         check_units(poses, where)
         up = detect_up_axis(poses, where) if args.up_axis == "auto" else args.up_axis
         fps = args.fps or seq.fps
-        if fps is None and completer.fps:
-            raise RayposeDataError(where, "the file does not carry its frame rate: pass --fps "
-                                   f"(windows are resampled to the model's {completer.fps:g} fps)")
-        done = complete_sequence(completer, poses, fps, up, args.hop, source=where)
+        if completer is None:
+            done = interpolate_sequence(poses, where)
+        else:
+            if fps is None and completer.fps:
+                raise RayposeDataError(where, "the file does not carry its frame rate: pass --fps "
+                                       f"(windows are resampled to the model's {completer.fps:g} fps)")
+            done = complete_sequence(completer, poses, fps, up, args.hop, source=where)
         results[sid] = Completion(done.poses / scale, done.filled, done.fallback_frames)
         axes[sid], fps_used = up, fps
         print(f"sequence {sid}: {len(poses)} frames, up {up}, {int(done.filled.sum())} joints filled "
@@ -527,25 +563,32 @@ def hide_demo(poses: np.ndarray, fps: float, seed: int = 0) -> np.ndarray:
     return out
 
 
-def demo(completer: Completer, out: Optional[str] = None) -> dict[str, Any]:
-    """No arguments: hide limbs and frames in an embedded mocap sequence, complete it with the
-    model and with linear interpolation, and print both errors on the hidden joints."""
+def demo(completer: Optional[Completer], out: Optional[str] = None) -> dict[str, Any]:
+    """No --input: hide limbs and frames in an embedded mocap sequence, complete it with the
+    model (when there is one) and with linear interpolation, and print the errors on the hidden
+    joints."""
     from raypose.data.sources.mocap import read_mocap
 
     asset = Path(__file__).resolve().parent / "assets" / "mocap_small.npz"
-    rec = read_mocap(asset, completer.fps or 0.0, subjects=["climb_b"])[0]
+    rec = read_mocap(asset, (completer.fps if completer else None) or 50.0, subjects=["climb_b"])[0]
     truth = rec.positions_3d.astype(np.float64)
     partial = hide_demo(truth, rec.fps)
     hidden = missing_joints(partial)
     print(f"demo: {rec.subject}/{rec.action} from the embedded mocap ({asset.name}), {len(truth)} frames "
           f"at {rec.fps:g} fps; hidden: an arm or leg for 1 s in every 2 s and 10-frame gaps "
           f"({hidden.mean() * 100:.0f} % of joints)", flush=True)
-    done = complete_sequence(completer, partial, rec.fps, "z", source=asset)
-    errors = {"model": hidden_mpjpe(done.poses, truth, hidden),
-              "interpolation": hidden_mpjpe(interpolate_missing(partial), truth, hidden)}
-    print(f"MPJPE on the hidden joints: model {errors['model']:.1f} mm, linear interpolation "
-          f"{errors['interpolation']:.1f} mm (the shipped model trained on every shared performer, "
-          "this one included; bench/completion.py measures a person held out)")
+    interpolated = interpolate_sequence(partial, asset)
+    errors = {"interpolation": hidden_mpjpe(interpolated.poses, truth, hidden)}
+    if completer is None:
+        done = interpolated
+        print(f"MPJPE on the hidden joints: linear interpolation {errors['interpolation']:.1f} mm "
+              "(pass --checkpoint with an MPM pretraining checkpoint to compare its model)")
+    else:
+        done = complete_sequence(completer, partial, rec.fps, "z", source=asset)
+        errors["model"] = hidden_mpjpe(done.poses, truth, hidden)
+        print(f"MPJPE on the hidden joints: model {errors['model']:.1f} mm, linear interpolation "
+              f"{errors['interpolation']:.1f} mm (bench/completion.py measures a person held out of "
+              "the model's training)")
     written = []
     if out:
         written.append(str(write_npz(out, {"0": done}, rec.fps, "m", "z")) if not out.endswith(".bvh")

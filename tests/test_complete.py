@@ -249,16 +249,46 @@ def test_bad_input_and_wrong_checkpoints_are_clear_errors(trained, climb_b, tmp_
         C.load_completer(str(REPO / "raypose" / "assets" / "wild_lifter"))
 
 
-def test_no_arguments_says_a_checkpoint_is_needed_and_with_one_runs_the_demo(trained, tmp_path, capsys):
+def test_no_arguments_runs_the_interpolation_demo_and_with_a_checkpoint_the_model_beside_it(
+        trained, tmp_path, capsys):
     from raypose import cli
 
-    with pytest.raises(SystemExit) as e:
-        cli.main(["complete"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "pass --checkpoint" in err and "mpm_complete.yaml" in err
+    assert cli.main(["complete"]) == 0
+    out = capsys.readouterr().out
+    assert "method: linear interpolation over time (the default without --checkpoint)" in out
+    error = float(out.split("linear interpolation ")[-1].split(" mm")[0])
+    assert 0 < error < 150            # an arm or leg hidden 1 s in 2 s, 10-frame gaps
+    assert "pass --checkpoint" in out
+    # the model's demo says which is which; the model needs its checkpoint, stated
     assert cli.main(["complete", "--checkpoint", str(trained[0]), "--out", str(tmp_path / "demo.npz")]) == 0
     out = capsys.readouterr().out
     assert "MPJPE on the hidden joints: model" in out and (tmp_path / "demo.npz").is_file()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["complete", "--method", "model"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "pass --checkpoint" in err and "mpm_complete.yaml" in err
+
+
+def test_interpolation_method_completes_a_file_without_a_model(climb_b, tmp_path, capsys):
+    """The default without --checkpoint: each hidden joint linear in time between its
+    observations (accurate for short gaps at 50 fps), observed joints exact; a joint never
+    observed cannot be interpolated and is refused by name."""
+    from raypose import cli
+
+    partial = climb_b[:200].copy()
+    partial[40:50, 13] = np.nan                     # the left wrist lost for 10 frames
+    partial[100:104] = np.nan                       # four whole frames dropped
+    np.save(tmp_path / "partial.npy", partial)
+    assert cli.main(["complete", "--input", str(tmp_path / "partial.npy"), "--out", str(tmp_path / "o.npz")]) == 0
+    done = np.load(tmp_path / "o.npz")["track_0"]
+    hidden = C.missing_joints(partial)
+    assert np.array_equal(done[~hidden], climb_b[:200][~hidden])
+    assert C.hidden_mpjpe(done, climb_b[:200], hidden) < 30
+    partial[:, 16] = np.nan                         # the right wrist never seen
+    np.save(tmp_path / "never.npy", partial)
+    with pytest.raises(SystemExit):
+        cli.main(["complete", "--input", str(tmp_path / "never.npy"), "--out", str(tmp_path / "o.npz")])
+    assert "r_wrist" in capsys.readouterr().err
 
 
 def test_completion_does_not_import_the_training_package():

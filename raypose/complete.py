@@ -31,8 +31,6 @@ PELVIS, R_HIP, L_HIP, HEAD = 0, 1, 4, 10
 
 #: world Z up → a level camera's axes (x right, y down, z forward): y_cam = −z, z_cam = y.
 _Z_UP_TO_MODEL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-#: world Y up → Z up (x kept; a right-handed turn of 90° about x).
-_Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 #: an adult's hip → knee → ankle is well under this (metres); longer means another unit
 MAX_LEG_M = 1.6
@@ -140,20 +138,18 @@ def detect_up_axis(poses: np.ndarray, source: object = "input") -> str:
     if not ok.any():
         raise RayposeDataError(source, "no frame has both the pelvis and the head, so the up axis "
                                        "cannot be told: pass --up-axis z or y")
-    up = np.median(poses[ok, HEAD] - poses[ok, PELVIS], axis=0)
-    axis = int(np.argmax(np.abs(up)))
-    if axis == 0 or up[axis] <= 0:
-        raise RayposeDataError(source, f"cannot tell the up axis: the pelvis → head direction is "
-                                       f"{np.round(up, 3).tolist()} (x, y, z); pass --up-axis z or y")
-    return "yz"[axis - 1]
+    try:
+        return skeleton.up_axis_of(poses[ok, HEAD] - poses[ok, PELVIS])
+    except ValueError as e:
+        raise RayposeDataError(source, f"{e}; pass --up-axis z or y") from None
 
 
 def to_z_up(poses: np.ndarray, up_axis: str) -> np.ndarray:
-    return poses if up_axis == "z" else poses @ _Y_UP_TO_Z_UP.T
+    return poses if up_axis == "z" else skeleton.y_up_to_z_up(poses)
 
 
 def from_z_up(poses: np.ndarray, up_axis: str) -> np.ndarray:
-    return poses if up_axis == "z" else poses @ _Y_UP_TO_Z_UP
+    return poses if up_axis == "z" else skeleton.z_up_to_y_up(poses)
 
 
 def check_units(poses: np.ndarray, source: object = "input") -> None:

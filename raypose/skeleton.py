@@ -145,6 +145,26 @@ class JointMapping:
         return big.min(-1).astype(conf.dtype, copy=False)
 
 
+def up_axis_of(pelvis_to_head: np.ndarray) -> str:
+    """'y' or 'z': the world axis the (N, 3) pelvis → head vectors mostly point along, upwards
+    (mocap files use one or the other). ``ValueError`` naming the direction otherwise."""
+    up = np.median(np.asarray(pelvis_to_head, np.float64).reshape(-1, 3), axis=0)
+    axis = int(np.argmax(np.abs(up)))
+    if axis == 0 or up[axis] <= 0:
+        raise ValueError(f"cannot tell the up axis: the pelvis → head direction is "
+                         f"{np.round(up, 3).tolist()} (x, y, z)")
+    return "yz"[axis - 1]
+
+
+def y_up_to_z_up(points: np.ndarray) -> np.ndarray:
+    """Y-up world points (x, y, z) as Z up: (x, −z, y); the inverse is :func:`z_up_to_y_up`."""
+    return np.stack([points[..., 0], -points[..., 2], points[..., 1]], -1)
+
+
+def z_up_to_y_up(points: np.ndarray) -> np.ndarray:
+    return np.stack([points[..., 0], points[..., 2], -points[..., 1]], -1)
+
+
 def _mapping(name: str, num_source: int, rows: Sequence[dict[int, float]]) -> JointMapping:
     w = np.zeros((NUM_JOINTS, num_source), dtype=np.float64)
     for j, row in enumerate(rows):

@@ -13,6 +13,7 @@ import torch
 
 from raypose import complete as C
 from raypose.errors import RayposeDataError
+from tests.data.formats import read_position_bvh
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 50.0
@@ -179,7 +180,7 @@ def test_the_command_completes_a_file_to_npz_and_bvh(trained, climb_b, tmp_path,
     np.save(tmp_path / "cm.npy", C.from_z_up(partial, "y") * 100)
     assert cli.main(["complete", "--input", str(tmp_path / "cm.npy"), "--out", str(tmp_path / "done.bvh"),
                      "--checkpoint", str(ckpt), "--units", "cm", "--fps", "50"]) == 0
-    names, world = _read_position_bvh(tmp_path / "done.bvh")
+    names, _, world = read_position_bvh(tmp_path / "done.bvh")
     order = [_names().index(n) for n in names]
     z_up = C.complete_sequence(completer, partial, FPS, "z").poses[:, order]
     expected = np.stack([z_up[..., 0], z_up[..., 2], -z_up[..., 1]], -1) * 100   # Y up, centimetres
@@ -191,29 +192,6 @@ def _names() -> list[str]:
     from raypose.skeleton import JOINT_NAMES
 
     return list(JOINT_NAMES)
-
-
-def _read_position_bvh(path: Path) -> tuple[list[str], np.ndarray]:
-    """Joint names and world positions of a BVH whose joints carry translation channels only."""
-    names, parents, stack, lines = [], [], [], path.read_text().splitlines()
-    i = 0
-    while lines[i].strip() != "MOTION":
-        tok = lines[i].split()
-        if tok and tok[0] in ("ROOT", "JOINT"):
-            names.append(tok[1])
-            parents.append(stack[-1] if stack else -1)
-            stack.append(len(names) - 1)
-        elif tok and tok[0] == "End":
-            stack.append(None)
-        elif tok and tok[0] == "}":
-            stack.pop()
-        i += 1
-    motion = np.array([[float(v) for v in line.split()] for line in lines[i + 3:] if line.strip()])
-    local = motion.reshape(len(motion), len(names), 3)
-    world = np.zeros_like(local)
-    for j, p in enumerate(parents):
-        world[:, j] = local[:, j] + (world[:, p] if p >= 0 else 0)
-    return names, world
 
 
 def test_bad_input_and_wrong_checkpoints_are_clear_errors(trained, climb_b, tmp_path, capsys):

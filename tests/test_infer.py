@@ -13,6 +13,7 @@ from torch import nn
 
 from raypose import infer, metrics, models, skeleton
 from raypose.data.detections import Track, read_detections, to_h36m
+from tests.data.formats import read_position_bvh
 
 torch.set_num_threads(1)
 NUM_FRAMES = 9
@@ -194,35 +195,12 @@ def test_missing_image_size_is_a_clear_error(model, tmp_path):
         infer.infer_command(_args(input=src, out=tmp_path / "o.npz"), model=model, num_frames=NUM_FRAMES)
 
 
-def _read_bvh(path: Path) -> tuple[list[str], list[int], np.ndarray]:
-    """Joint names, parents and per-frame world positions of a position-channel BVH."""
-    names, parents, stack, lines = [], [], [], path.read_text().splitlines()
-    i = 0
-    while lines[i].strip() != "MOTION":
-        tok = lines[i].split()
-        if tok and tok[0] in ("ROOT", "JOINT"):
-            names.append(tok[1])
-            parents.append(stack[-1] if stack else -1)
-            stack.append(len(names) - 1)
-        elif tok and tok[0] == "End":
-            stack.append(None)
-        elif tok and tok[0] == "}":
-            stack.pop()
-        i += 1
-    motion = np.array([[float(v) for v in l.split()] for l in lines[i + 3:] if l.strip()])
-    local = motion.reshape(len(motion), len(names), 3)
-    world = np.zeros_like(local)
-    for j, p in enumerate(parents):
-        world[:, j] = local[:, j] + (world[:, p] if p >= 0 else 0)
-    return names, parents, world
-
-
 def test_bvh_reproduces_the_positions(model, tmp_path):
     poses = infer.lift_sequence(model, _person(7, seed=5), 1000, 1000, NUM_FRAMES)
     path = infer.write_bvh(tmp_path / "p.bvh", poses, fps=25)
     text = path.read_text()
     assert "Frames: 7" in text and "Frame Time: 0.04" in text
-    names, parents, world = _read_bvh(path)
+    names, parents, world = read_position_bvh(path)
     order = [skeleton.JOINT_NAMES.index(n) for n in names]
     assert [order[p] if p >= 0 else -1 for p in parents] == [skeleton.PARENTS[j] for j in order]
     expected = poses[:, order] * np.array([1, -1, -1]) * 100  # Y up, centimetres

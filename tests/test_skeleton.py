@@ -227,3 +227,17 @@ def test_a_missing_source_joint_only_loses_the_joints_made_from_it():
     coco[0, 11] = np.nan    # left hip: the pelvis and spine (mid-hips) and the left hip itself
     lost = ~np.isfinite(sk.to_h36m(coco, "coco17")).all(-1)[0]
     assert np.flatnonzero(lost).tolist() == [0, 4, 7]
+
+
+def test_up_axis_of_and_the_y_z_turns():
+    """Pelvis → head mostly along +z or +y names that axis; anything else is refused with the
+    direction; the Y↔Z turns are inverse and put +y up onto +z."""
+    from raypose import skeleton as S
+
+    rng = np.random.default_rng(0)
+    up_z = rng.normal(0, 0.05, (50, 3)) + [0.0, 0.0, 0.6]
+    assert S.up_axis_of(up_z) == "z" and S.up_axis_of(S.z_up_to_y_up(up_z)) == "y"
+    np.testing.assert_allclose(S.y_up_to_z_up(S.z_up_to_y_up(up_z)), up_z)
+    np.testing.assert_allclose(S.y_up_to_z_up(np.array([0.0, 1.0, 0.0])), [0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="pelvis → head direction"):
+        S.up_axis_of(-up_z)

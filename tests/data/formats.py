@@ -142,3 +142,30 @@ def write_3dhp_npz(path: str | Path, sequences: Mapping[str, Mapping[Any, Any]],
     else:
         data = {seq: [dict(cams)] for seq, cams in sequences.items()}
     return _save(path, data=data)
+
+
+def read_position_bvh(path: Path) -> tuple[list[str], list[int], np.ndarray]:
+    """Joint names, parents and per-frame world positions of a BVH whose joints carry
+    translation channels only (what raypose writes), read back independently of raypose."""
+    names: list[str] = []
+    parents: list[int] = []
+    stack: list = []
+    lines = Path(path).read_text().splitlines()
+    i = 0
+    while lines[i].strip() != "MOTION":
+        tok = lines[i].split()
+        if tok and tok[0] in ("ROOT", "JOINT"):
+            names.append(tok[1])
+            parents.append(stack[-1] if stack else -1)
+            stack.append(len(names) - 1)
+        elif tok and tok[0] == "End":
+            stack.append(None)
+        elif tok and tok[0] == "}":
+            stack.pop()
+        i += 1
+    motion = np.array([[float(v) for v in line.split()] for line in lines[i + 3:] if line.strip()])
+    local = motion.reshape(len(motion), len(names), 3)
+    world = np.zeros_like(local)
+    for j, p in enumerate(parents):
+        world[:, j] = local[:, j] + (world[:, p] if p >= 0 else 0)
+    return names, parents, world

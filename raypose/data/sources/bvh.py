@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from raypose import skeleton
 from raypose.data.record import SequenceRecord
 from raypose.data.sources._common import check_metres, resample_record, select
 from raypose.errors import RayposeDataError
@@ -425,18 +426,14 @@ def detect_units(leg_length: float) -> str:
 
 def detect_up_axis(path: Path, pelvis: np.ndarray, head: np.ndarray) -> str:
     """'y' or 'z': the axis the pelvis → head direction mostly points along, upwards."""
-    up = np.median(head - pelvis, axis=0)
-    axis = int(np.argmax(np.abs(up)))
-    if axis == 0 or up[axis] <= 0:
-        raise RayposeDataError(path, f"cannot tell the up axis: the pelvis → head direction is "
-                                     f"{np.round(up, 3).tolist()} (x, y, z); give up_axis: y or z")
-    return "yz"[axis - 1]
+    try:
+        return skeleton.up_axis_of(head - pelvis)
+    except ValueError as e:
+        raise RayposeDataError(path, f"{e}; give up_axis: y or z") from None
 
 
 def _to_z_up(points: np.ndarray, up_axis: str) -> np.ndarray:
-    if up_axis == "z":
-        return points
-    return np.stack([points[..., 0], -points[..., 2], points[..., 1]], -1)
+    return points if up_axis == "z" else skeleton.y_up_to_z_up(points)
 
 
 def _frame_rate(frame_time: float) -> float:

@@ -161,19 +161,22 @@ def test_video_needs_the_extra_or_detects(shared_data):
 
 
 def test_video_detector_subprocess(shared_data, tmp_path):
-    """Detection in a separate interpreter: a failing one is a clear error; a MediaPipe
-    environment (RAYPOSE_DETECTOR_PYTHON) yields one track over the video's frames."""
+    """Detection in a separate interpreter (the fallback for environments that keep numpy 2):
+    a failing one is a clear error; a MediaPipe environment — this one with the video extra, or
+    RAYPOSE_DETECTOR_PYTHON — yields one track over the video's frames."""
     import os
     import sys
 
     video = shared_data / "sports2d_demo" / "demo.mp4"
-    if not D._has_mediapipe():
+    if D._has_mediapipe():
+        python = sys.executable            # ./setup.sh --video: the subprocess path, run for real
+    else:
         with pytest.raises(RayposeDataError, match="detection with"):
             D.read_detections(video, detector_python=sys.executable, max_frames=2)
-    python = os.environ.get("RAYPOSE_DETECTOR_PYTHON")
+        python = os.environ.get("RAYPOSE_DETECTOR_PYTHON")
     if not python:
         pytest.skip("set RAYPOSE_DETECTOR_PYTHON to an environment with mediapipe==0.10.21")
-    det = D.read_detections(video, detector_python=python, max_frames=30)
+    det = D.detect_video_subprocess(video, python, max_frames=30)
     assert set(det.tracks) == {"0"} and det.video_path == str(video)
     tr = det.tracks["0"]
     assert 20 <= tr.num_frames <= 30 and tr.frames[-1] < 30

@@ -1,12 +1,14 @@
 """Lifting by Image on Ray Train, for real: both stages as Ray Train runs on the session's local
 Ray (CPU, gloo), on crops rendered from the shared mocap by the workers themselves.
 
-Stage 1 runs on two workers (each renders one training subject) and the last one is killed one
-step into epoch 1: the run must resume from the epoch-0 checkpoint and finish. Its best
+Stage 1 runs on two DeepSpeed (ZeRO-1) workers, each rendering one training subject, and the
+last one is killed one step into epoch 1: the run must resume from the epoch-0 checkpoint and
+finish. Its best
 checkpoint must rebuild through ``raypose.checkpoints.load_model`` and reproduce the test MPJPE
-the run reported; stage 2 starts from it and must leave every stage-1 tensor unchanged. The
-command runs end to end once, as a user runs it, against the same Ray. Tiny sizes throughout
-(the smoke configs, 2 epochs × 2 steps of 8 crops).
+the run reported. Stage 2 starts from it through the command (`jobs/train_image_lift.py`, as a
+user runs it, joined to the same Ray; two DDP workers) and must leave every stage-1 tensor
+unchanged. Tiny sizes
+throughout (the smoke configs, 2 epochs × 2 steps of 8 crops).
 """
 from __future__ import annotations
 
@@ -40,9 +42,10 @@ def smoke(stage: int, storage: Path, *sets: str):
 
 @pytest.fixture(scope="module")
 def stage1(ray_local, shared_data, tmp_path_factory):
-    """Stage 1 on two workers; the last rank dies once, one step into epoch 1."""
+    """Stage 1 on two DeepSpeed workers; the last rank dies once, one step into epoch 1."""
     storage = tmp_path_factory.mktemp("image_runs")
     cfg = smoke(1, storage, "train.num_workers=2", "train.cpus_per_worker=1",
+                "train.strategy=deepspeed", "train.zero_stage=1",
                 "train.fail_at_epoch=1", "train.max_failures=1")
     uri, result = fit_image_lift(cfg, 1)
     return uri, result, storage
@@ -64,6 +67,7 @@ def test_stage1_checkpoint_loads_and_reproduces_its_test_mpjpe(stage1):
     uri, result, _ = stage1
     meta = read_meta(uri)
     assert meta["stage"] == "finetune" and meta["lift_stage"] == 1 and meta["world_size"] == 2
+    assert meta["strategy"] == "deepspeed"
     history = meta["progress"]["history"]
     assert Path(uri).name == f"checkpoint_epoch{history[-1]['epoch']:04d}"
     # the returned checkpoint is the best of the kept ones by test MPJPE
@@ -83,20 +87,50 @@ def test_stage1_checkpoint_loads_and_reproduces_its_test_mpjpe(stage1):
     assert again["coarse_mpjpe"] == pytest.approx(history[-1]["val_mpjpe"], rel=1e-4)
 
 
-def test_stage2_trains_with_stage1_frozen(stage1, tmp_path):
+@pytest.fixture(scope="module")
+def stage2(stage1, ray_local, tmp_path_factory):
+    """Stage 2 from stage 1's checkpoint through the command, `python jobs/train_image_lift.py`
+    (= `raypose image-lift`) as a user runs it, joined to the session's Ray through RAY_ADDRESS
+    (no second Ray on the machine). Returns (stdout lines, stderr lines, storage folder)."""
     uri1, _, _ = stage1
-    cfg = smoke(2, tmp_path, "train.cpus_per_worker=2")
-    uri2, result = fit_image_lift(cfg, 2, init=uri1)
-    assert result.metrics["epoch"] == 1 and math.isfinite(result.metrics["val_mpjpe"])
+    out_dir = tmp_path_factory.mktemp("image_cli")
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, str(REPO / "jobs" / "train_image_lift.py"), "--config",
+            "configs/image_lift_stage2_smoke.yaml", "--init", uri1, "--out", str(out_dir)]
+    for s in [*TINY, "train.run_name=cli", "train.num_workers=2", "train.cpus_per_worker=1"]:
+        argv += ["--set", s]
+    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return ([ln for ln in r.stdout.splitlines() if ln.strip()],
+            [ln for ln in r.stderr.splitlines() if ln.strip()], out_dir)
+
+
+def test_the_command_runs_stage2_on_ray_and_prints_the_checkpoint_last(stage2):
+    lines, errors, out_dir = stage2
+    assert lines[-1].startswith(f"checkpoint: {out_dir / 'cli-stage2'}/checkpoint_epoch000"), lines[-5:]
+    assert lines[0].startswith("run: image-lift stage 2"), lines[:3]
+    # the workers' per-epoch lines, on whichever stream Ray forwarded them to
+    epochs = {ln.split()[3] for ln in lines + errors if ln.startswith("[image-lift s2] epoch") and "val_mpjpe" in ln}
+    assert epochs == {"1/2", "2/2"}, (lines + errors)[-20:]
+    assert (out_dir / "cli-stage2" / "console.log").is_file()
+
+
+def test_stage2_trains_with_stage1_frozen(stage1, stage2):
+    uri1, _, _ = stage1
+    uri2 = stage2[0][-1].split(": ", 1)[1]
     before, _ = load_state(uri1)
     after, meta = load_state(uri2)
     assert meta["lift_stage"] == 2 and meta["config"].train.init == uri1
+    assert meta["world_size"] == 2 and meta["strategy"] == "ddp"
     stage1_keys = [k for k in before if k.startswith("stage1.")]
     assert stage1_keys and any("running_mean" in k for k in stage1_keys)   # BatchNorm statistics too
     changed = [k for k in stage1_keys if not torch.equal(before[k], after[k])]
     assert not changed, changed[:5]
     # stage 2 trained: its head moved away from the coarse head it was started from
     assert not torch.equal(after["refined_head.1.weight"], before["stage1.head.1.weight"])
+    last = meta["progress"]["history"][-1]
+    assert last["step"] == 2 * (last["epoch"] + 1)
     model, _ = load_model(uri2)
     assert model.lift_stage == 2
     b = image_training.to_batch(image_training.render_test(meta["config"]), np.arange(2))
@@ -120,21 +154,15 @@ def test_stage1_weights_load_from_a_checkpoint_or_an_older_pt_file(stage1, tmp_p
         build_image_model(wider)
 
 
-def test_the_command_trains_on_ray_and_prints_the_checkpoint_last(stage1, ray_local, tmp_path):
-    """`python jobs/train_image_lift.py` (= `raypose image-lift`) as a user runs it, joined to
-    the session's Ray through RAY_ADDRESS (no second Ray on the machine)."""
-    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    argv = [sys.executable, str(REPO / "jobs" / "train_image_lift.py"),
-            "--config", "configs/image_lift_stage1_smoke.yaml", "--stage", "1", "--out", str(tmp_path)]
-    for s in ["train.epochs=1", "train.steps_per_epoch=1", "data.batch_size=8", "train.run_name=cli"]:
-        argv += ["--set", s]
-    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-4000:]
-    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-    assert lines[-1] == f"checkpoint: {tmp_path / 'cli-stage1' / 'checkpoint_epoch0000'}", out[-2000:]
-    assert any(ln.startswith("[image-lift s1] epoch 1/1") for ln in lines), out[-2000:]
-    assert (tmp_path / "cli-stage1" / "console.log").is_file()
-    model, _ = load_model(lines[-1].split(": ", 1)[1])
-    assert model.lift_stage == 1
+def test_workers_render_disjoint_shares_the_same_way_every_time(shared_data):
+    """Rank-strided subjects when there are enough (each rank one subject here), rank-strided
+    crops of one rendering when there are fewer; a restarted worker gets the same crops."""
+    cfg = smoke(1, Path("unused"), "data.train_subjects=[climb_a,deepmimic]")
+    a, b = image_training.render_share(cfg, 0, 2), image_training.render_share(cfg, 1, 2)
+    assert set(a["subject"]) == {"climb_a"} and set(b["subject"]) == {"deepmimic"}
+    assert np.array_equal(a["image"], image_training.render_share(cfg, 0, 2)["image"])
+    shares = [image_training.render_share(cfg, r, 3) for r in range(3)]
+    whole = image_training.render_split(["climb_a", "deepmimic"], np.random.default_rng(cfg.train.seed),
+                                        **image_training.render_kwargs(cfg))
+    assert sum(len(x["image"]) for x in shares) == len(whole["image"])
+    assert np.array_equal(shares[1]["joints_3d"], whole["joints_3d"][1::3])

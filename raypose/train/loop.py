@@ -110,7 +110,8 @@ def build_optimizer(cfg: Config, model: nn.Module
     """
     o = cfg.optim
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    optimizer = cls([p for p in model.parameters() if p.requires_grad], lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    optimizer = cls([p for p in model.parameters() if p.requires_grad], lr=o.lr, betas=tuple(o.betas),
+                    weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=o.lr_decay)
     return optimizer, scheduler
 

@@ -25,7 +25,7 @@ PROGRESS_TAG = "@@raypose-progress "
 PINGS_ENV = "RAYPOSE_PROGRESS_PINGS"
 
 #: raypose's own lines (after any "(Actor pid=…)" prefix): always shown
-OURS = re.compile(r"^(\[(pretrain|finetune|tune)\] |checkpoint: |curves: |error: |warning: |run: |data: |"
+OURS = re.compile(r"^(\[(pretrain|finetune|tune|image-lift s[12])\] |checkpoint: |curves: |error: |warning: |run: |data: |"
                   r"model: |workers: |log: |best_config: |table: |plot: )")
 #: lines from Ray or libraries a person may have to act on
 ALERT = re.compile(r"\b(WARNING|WARN|ERROR|CRITICAL|FATAL|Traceback|Error|Exception)\b")

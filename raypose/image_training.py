@@ -1,4 +1,11 @@
-"""Two-stage progressive training of the image-lifting model (plain torch loop).
+"""Two-stage progressive training of the image-lifting model: data, loss, evaluation, and a
+plain torch loop for studies.
+
+``raypose image-lift`` runs each stage on Ray Train (:mod:`raypose.train.image_loop`) with
+these pieces — :func:`render_share`, :func:`stage_loss`, :func:`evaluate`,
+:func:`load_stage1` — and the lifters' strategy / checkpoint / report machinery;
+:func:`train_stage` is the in-process loop ``bench/image_lift_study.py`` runs many of side by
+side (same :func:`stage_loss`).
 
 Stage 1 trains the image encoder, keypoint tokens, the three query layers and the coarse head
 with MSE on the coarse pose; stage 2 freezes all of that and trains the stage-2 layers and the
@@ -89,6 +96,32 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).sum(-1).sum(-1).mean()
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def stage_loss(model: torch.nn.Module, batch: Batch, stage: int,
+               prepare: Callable[[torch.Tensor], torch.Tensor] = _identity
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(loss, parts) of one batch for ``stage``: the coarse (1) or refined (2) pose's MSE.
+
+    ``model`` may be wrapped (DDP, a DeepSpeed engine); ``prepare`` casts inputs the way the
+    wrapper needs (bf16 engines). Parts stay on the device (``total``).
+    """
+    inner = getattr(model, "module", model)
+    image = prepare(batch["image"]) if inner.use_image else None
+    out = model(prepare(batch["pose_2d"]), None, image)
+    loss = mse_loss(out["coarse" if stage == 1 else "refined"].float(), batch["pose_3d"])
+    return loss, {"total": loss.detach()}
+
+
+def warm_start_refined(model: ImageLift) -> None:
+    """Stage 2 starts its refined head as a copy of the trained coarse head, so it begins near
+    the coarse answer instead of from a random head (the paper does not say how it initialises
+    the head; with short budgets a random one leaves stage 2 behind stage 1)."""
+    model.refined_head.load_state_dict(model.stage1.head.state_dict())
+
+
 def train_stage(model: ImageLift, stage: int, batches: Iterator[Batch], steps: int, lr: float = 1e-3,
                 lr_decay: float = 0.9, decay_every: int = 0, grad_clip: float = 0.0,
                 log: Optional[Callable[[str], None]] = None, log_every: int = 50,
@@ -96,21 +129,16 @@ def train_stage(model: ImageLift, stage: int, batches: Iterator[Batch], steps: i
     """Train ``stage`` (1: coarse, 2: refined with stage 1 frozen) for ``steps`` Adam steps;
     lr × ``lr_decay`` every ``decay_every`` steps (0 = constant). Returns the loss per step.
 
-    ``warm_start`` (stage 2) starts the refined head as a copy of the trained coarse head, so
-    stage 2 begins near the coarse answer instead of from a random head (the paper does not say
-    how it initialises the head; with short budgets a random one leaves stage 2 behind stage 1).
+    ``warm_start`` (stage 2): :func:`warm_start_refined`.
     """
     model.set_stage(stage).train()
     if stage == 2 and warm_start:
-        model.refined_head.load_state_dict(model.stage1.head.state_dict())
+        warm_start_refined(model)
     params = model.stage_parameters()
     opt = torch.optim.Adam(params, lr=lr)
-    key = "coarse" if stage == 1 else "refined"
     losses, t0 = [], time.time()
     for step in range(steps):
-        b = next(batches)
-        out = model(b["pose_2d"], None, b["image"] if model.use_image else None)
-        loss = mse_loss(out[key], b["pose_3d"])
+        loss, _ = stage_loss(model, next(batches), stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -127,15 +155,18 @@ def train_stage(model: ImageLift, stage: int, batches: Iterator[Batch], steps: i
 
 
 @torch.no_grad()
-def evaluate(model: ImageLift, batches: Iterable[Batch], radius: float = 30.0) -> dict[str, float]:
+def evaluate(model: ImageLift, batches: Iterable[Batch], radius: float = 30.0,
+             prepare: Callable[[torch.Tensor], torch.Tensor] = _identity) -> dict[str, float]:
     """MPJPE / P-MPJPE (mm) of every output, and for image models the background-attention
-    share of each stage-1 layer (``bg_layer{1,2,3}``) and of uniform attention (``bg_uniform``)."""
+    share of each stage-1 layer (``bg_layer{1,2,3}``) and of uniform attention (``bg_uniform``).
+    ``prepare`` casts inputs as the weights need (bf16)."""
     model.eval()
     preds: dict[str, list] = {}
     targets, shares, uniform = [], [], []
     for b in batches:
-        out = model(b["pose_2d"], None, b["image"] if model.use_image else None,
+        out = model(prepare(b["pose_2d"]), None, prepare(b["image"]) if model.use_image else None,
                     return_attention=model.use_image)
+        out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
         for k in ("coarse", "refined"):
             if k in out:
                 preds.setdefault(k, []).append(out[k][:, 0])
@@ -187,9 +218,9 @@ def folder_batches(labels: Sequence[str], cfg: Any, shuffle: bool, seed: int) ->
     return make
 
 
-def _endless(make: Callable[[], Iterator[Batch]]) -> Iterator[Batch]:
-    while True:
-        yield from make()
+def lift_stage(cfg: Any) -> int:
+    """The stage a config trains (``model.extra.lift_stage``, default 1)."""
+    return int(cfg.model.extra.get("lift_stage", 1))
 
 
 def build_model(cfg: Any, stage: int) -> ImageLift:
@@ -199,48 +230,54 @@ def build_model(cfg: Any, stage: int) -> ImageLift:
     return build_from_config(cfg, "finetune")
 
 
-def run(cfg: Any, stage: int, init: str = "", out_dir: str = "", log: Callable[[str], None] = print) -> str:
-    """Train one stage from a config (``jobs/train_image_lift.py``); stage 2 starts from the
-    stage-1 checkpoint ``init``. Saves ``{model, config, stage, metrics}`` and returns its path.
+def load_stage1(model: ImageLift, init: str, s3_endpoint: str = "") -> None:
+    """Copy the stage-1 weights of ``init`` into ``model``: a raypose checkpoint directory
+    (local or s3://, what ``raypose image-lift`` writes now) or an older ``stage1.pt`` file
+    (``{model, config, stage, metrics}``). Refuses a checkpoint of another model or size."""
+    from raypose.checkpoints import load_state
 
-    Steps: ``train.epochs × train.steps_per_epoch``; lr ``optim.lr``, × ``optim.lr_decay`` per
-    epoch. Test metrics on ``data.test_subjects`` (render) or the folder labels of
-    ``image_data.test_labels``.
-    """
-    torch.manual_seed(cfg.train.seed)
-    rng = np.random.default_rng(cfg.train.seed)
-    model = build_model(cfg, stage)
-    if stage == 2:
-        if not init:
-            raise ValueError("stage 2 needs the stage-1 checkpoint (--init)")
+    if Path(init).is_file():
         state = torch.load(init, map_location="cpu", weights_only=False)
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
-        if unexpected or any(k.startswith("stage1.") for k in missing):
-            raise ValueError(f"{init} is not a stage-1 checkpoint of this model: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
-    settings = image_data_settings(cfg)
-    steps_per_epoch = cfg.train.steps_per_epoch or 100
-    if settings["source"] == "folder":
-        train_iter = _endless(folder_batches(settings["labels"], cfg, True, cfg.train.seed))
-        test = folder_batches(settings.get("test_labels", []), cfg, False, 0) if settings.get("test_labels") else None
+        state = state["model"] if isinstance(state, dict) and "model" in state else state
     else:
-        kw = dict(crop_size=crop_size(cfg), cameras=settings["cameras"], frame_step=settings["frame_step"],
-                  max_frames=settings["max_frames"], mocap_path=cfg.data.sources[0].path)
-        train_arr = render_split(cfg.data.train_subjects, rng, **kw)
-        log(f"rendered {len(train_arr['image'])} training crops")
-        train_iter = random_batches(train_arr, cfg.data.batch_size, rng)
-        test = None
-        if cfg.data.test_subjects:
-            test_arr = render_split(cfg.data.test_subjects, np.random.default_rng(cfg.train.seed + 1), **kw)
-            test = lambda: ordered_batches(test_arr, cfg.data.batch_size)  # noqa: E731
-    train_stage(model, stage, train_iter, cfg.train.epochs * steps_per_epoch, cfg.optim.lr,
-                cfg.optim.lr_decay, steps_per_epoch, cfg.optim.grad_clip, log)
-    # the paper's 30-px circles are in 256-px-high crops: scale them with the crop
-    metrics = evaluate(model, test(), radius=30.0 * crop_size(cfg)[0] / 256) if test is not None else {}
-    if metrics:
-        log("test " + " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    out = Path(out_dir or cfg.train.storage_path or "runs") / (cfg.train.run_name or "image_lift")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"stage{stage}.pt"
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "stage": stage, "metrics": metrics}, path)
-    return str(path)
+        state = load_state(init, s3_endpoint)[0]
+    stage1 = {k: v for k, v in state.items() if k.startswith("stage1.")}
+    missing, unexpected = model.load_state_dict(stage1, strict=False)
+    missing_s1 = [k for k in missing if k.startswith("stage1.")]
+    if not stage1 or unexpected or missing_s1:
+        raise ValueError(f"{init} is not a stage-1 checkpoint of this model: missing {missing_s1[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
+def render_kwargs(cfg: Any) -> dict[str, Any]:
+    """:func:`render_split`'s settings from a config (crop size, cameras, frames, mocap file)."""
+    settings = image_data_settings(cfg)
+    return dict(crop_size=crop_size(cfg), cameras=settings["cameras"], frame_step=settings["frame_step"],
+                max_frames=settings["max_frames"], mocap_path=cfg.data.sources[0].path)
+
+
+def render_share(cfg: Any, rank: int, world_size: int) -> dict[str, np.ndarray]:
+    """This worker's training crops, the same on every call (a restarted worker renders the
+    same share): with at least one subject per worker, rank r renders subjects r, r + W, …
+    (a generator seeded by (seed, r)); with fewer, every rank renders all of them with the same
+    seed and keeps rows r, r + W, …. Ranks never share a crop."""
+    subjects = list(cfg.data.train_subjects)
+    if not subjects:
+        raise ValueError("data.train_subjects is empty: nothing to render for Lifting by Image")
+    seed = int(cfg.train.seed)
+    if len(subjects) >= world_size:
+        return render_split(subjects[rank::world_size], np.random.default_rng([seed, rank]), **render_kwargs(cfg))
+    every = render_split(subjects, np.random.default_rng(seed), **render_kwargs(cfg))
+    return {k: v[rank::world_size] for k, v in every.items()}
+
+
+def render_test(cfg: Any) -> Optional[dict[str, np.ndarray]]:
+    """Crops of ``data.test_subjects`` (None without any); seed + 1 as the study's test split."""
+    if not cfg.data.test_subjects:
+        return None
+    return render_split(cfg.data.test_subjects, np.random.default_rng(int(cfg.train.seed) + 1), **render_kwargs(cfg))
+
+
+def attention_radius(cfg: Any) -> float:
+    """The paper's 30-px keypoint circles are in 256-px-high crops: scaled with the crop."""
+    return 30.0 * crop_size(cfg)[0] / 256

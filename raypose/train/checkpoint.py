@@ -134,8 +134,11 @@ def _float_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_checkpoint(directory: str | Path, strategy: Any, progress: Progress, cfg: Config,
-                     stage: str, generator: Optional[torch.Generator] = None) -> Path:
+                     stage: str, generator: Optional[torch.Generator] = None,
+                     extra_meta: Optional[dict[str, Any]] = None) -> Path:
     """Write this rank's part of a checkpoint into ``directory`` (atomically) and return it.
+
+    ``extra_meta`` (primitives) is added to ``meta.pt``, e.g. Lifting by Image's ``lift_stage``.
 
     Collective for DeepSpeed (every rank must call it). ``directory`` must be private to this
     rank (Ray merges the ranks' directories when they are reported).
@@ -152,7 +155,7 @@ def write_checkpoint(directory: str | Path, strategy: Any, progress: Progress, c
         atomic_torch_save(_float_state(strategy.unwrapped()), tmp / MODEL_FILE)
         atomic_torch_save({"format": FORMAT_VERSION, "stage": stage, "progress": progress.to_dict(),
                            "world_size": strategy.info.world_size, "strategy": cfg.train.strategy,
-                           "config_json": text}, tmp / META_FILE)
+                           "config_json": text, **(extra_meta or {})}, tmp / META_FILE)
         atomic_write_text(text, tmp / CONFIG_FILE)
     _swap_in(tmp, final)
     return final

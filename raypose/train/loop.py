@@ -52,10 +52,16 @@ class Worker:
     start_epoch: int = 0
     flops_per_clip: Optional[float] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What the per-epoch lines and progress pings call this run ('' = the stage).
+    name: str = ""
 
     @property
     def device(self) -> torch.device:
         return self.info.device
+
+    @property
+    def tag(self) -> str:
+        return self.name or self.stage
 
 
 def metric_name(stage: str) -> str:
@@ -97,10 +103,15 @@ def storage_endpoint(cfg: Config) -> str:
 
 def build_optimizer(cfg: Config, model: nn.Module
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam/AdamW (a torch optimizer, so DeepSpeed compiles nothing), exponential decay per epoch."""
+    """Adam/AdamW (a torch optimizer, so DeepSpeed compiles nothing), exponential decay per epoch.
+
+    Only parameters that require gradients are optimized: a model that freezes part of itself
+    (Lifting by Image's stage 2) must not hand frozen tensors to DeepSpeed's ZeRO partitioning.
+    """
     o = cfg.optim
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    optimizer = cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    optimizer = cls([p for p in model.parameters() if p.requires_grad], lr=o.lr, betas=tuple(o.betas),
+                    weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=o.lr_decay)
     return optimizer, scheduler
 
@@ -112,8 +123,15 @@ def make_generator(cfg: Config, info: WorkerInfo) -> torch.Generator:
     return g
 
 
-def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None) -> Worker:
-    """Model, optimizer, strategy and — when Ray Train hands one back — the restored state."""
+def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None,
+                 build: Optional[Callable[[Config, str], nn.Module]] = None,
+                 find_unused_parameters: Optional[bool] = None, name: str = "") -> Worker:
+    """Model, optimizer, strategy and — when Ray Train hands one back — the restored state.
+
+    ``build`` replaces the registry model (:func:`build_model`) for loops that train something
+    else on the same machinery (:mod:`raypose.train.image_loop`); ``find_unused_parameters``
+    defaults to pretraining's need (masked objectives leave parameters unused).
+    """
     info = info or worker_info(cfg.train.use_gpu)
     stage = cfg.train.stage
     if cfg.train.torch_threads > 0:
@@ -122,9 +140,10 @@ def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None) -> Worker:
         torch.cuda.set_device(info.device)
         torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
         torch.backends.cudnn.allow_tf32 = cfg.train.tf32
-    model = build_model(cfg, stage)
+    model = (build or build_model)(cfg, stage)
     optimizer, scheduler = build_optimizer(cfg, model)
-    strategy = make_strategy(cfg, info, find_unused_parameters=(stage == "pretrain"))
+    unused = (stage == "pretrain") if find_unused_parameters is None else find_unused_parameters
+    strategy = make_strategy(cfg, info, find_unused_parameters=unused)
     model = strategy.setup(model, optimizer, scheduler)
     generator = make_generator(cfg, info)
     progress = ckpt.Progress()
@@ -132,7 +151,8 @@ def setup_worker(cfg: Config, info: Optional[WorkerInfo] = None) -> Worker:
     if resumed is not None:
         with resumed as directory:
             progress = ckpt.restore(directory, strategy, generator)
-    worker = Worker(cfg, stage, info, strategy, model, generator, progress, start_epoch=progress.epoch)
+    worker = Worker(cfg, stage, info, strategy, model, generator, progress, start_epoch=progress.epoch,
+                    name=name)
     worker.flops_per_clip = flops_per_clip(strategy.unwrapped(), cfg, stage) if info.device.type == "cuda" else None
     return worker
 
@@ -233,20 +253,34 @@ def draw_masks(worker: Worker, clips, generator: torch.Generator):
                       worker.device, clips.confidence)
 
 
+def strategy_step(worker: Worker, last: bool,
+                  compute: Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+                  ) -> dict[str, torch.Tensor]:
+    """One micro-step through the strategy: ``compute()`` (forward → loss, parts) under its
+    forward context, backward, and the optimizer step at an accumulation boundary."""
+    s = worker.strategy
+    s.begin_micro_step(last)
+    with s.forward_context():
+        loss, parts = compute()
+        s.backward(loss)
+    if s.step():
+        worker.progress.step += 1
+    return parts
+
+
+#: A loop's micro-step: (worker, batch, is_last_of_epoch) → (samples used, loss parts incl. 'total').
+StepFn = Callable[[Worker, dict[str, torch.Tensor], bool], tuple[int, dict[str, torch.Tensor]]]
+
+
 def train_step(worker: Worker, chunks: dict[str, torch.Tensor], last: bool
                ) -> tuple[int, dict[str, torch.Tensor]]:
     """One micro-step: clips → (masks) → forward → backward → (optimizer step). Returns clips used."""
     from raypose.data.clips import train_clips
 
-    s = worker.strategy
     clips = train_clips(chunks, worker.cfg.data, worker.generator)
     masks = draw_masks(worker, clips, worker.generator) if worker.stage == "pretrain" else None
-    s.begin_micro_step(last)
-    with s.forward_context():
-        loss, parts = forward_loss(worker, worker.model, clips, masks, s.micro_steps)
-        s.backward(loss)
-    if s.step():
-        worker.progress.step += 1
+    parts = strategy_step(worker, last, lambda: forward_loss(worker, worker.model, clips, masks,
+                                                             worker.strategy.micro_steps))
     return clips.num_clips, parts
 
 
@@ -288,7 +322,7 @@ def progress_pinger(worker: Worker, epoch: int, t0: float):
         now = time.perf_counter()
         if now - last[0] >= 1.0 or step == total:
             last[0] = now
-            print(PROGRESS_TAG + json.dumps({"stage": worker.stage, "epoch": epoch + 1,
+            print(PROGRESS_TAG + json.dumps({"stage": worker.tag, "epoch": epoch + 1,
                                              "epochs": worker.cfg.train.epochs, "step": step,
                                              "steps": total, "loss": round(loss(), 5),
                                              "samples_per_s": round(clips / max(now - t0, 1e-9), 1)}),
@@ -310,8 +344,9 @@ def weighted_sums(steps: list[tuple[int, dict[str, torch.Tensor]]],
     return out
 
 
-def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch: int) -> dict[str, float]:
-    """Train one epoch; returns sums all-reduced over ranks (loss, clips, seconds)."""
+def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch: int,
+                step: StepFn = train_step) -> dict[str, float]:
+    """Train one epoch of ``step``s; returns sums all-reduced over ranks (loss, clips, seconds)."""
     worker.model.train()
     steps: list[tuple[int, dict[str, torch.Tensor]]] = []   # device scalars, summed once per epoch
     clips_seen, micro = 0, 0
@@ -319,7 +354,7 @@ def train_epoch(worker: Worker, source: Iterator[dict[str, torch.Tensor]], epoch
     t0 = time.perf_counter()
     ping = progress_pinger(worker, epoch, t0)
     for chunks, last in epoch_batches(source, micro_steps_per_epoch(worker.cfg), worker.info):
-        n, parts = train_step(worker, chunks, last)
+        n, parts = step(worker, chunks, last)
         micro += 1
         clips_seen += n
         steps.append((n, parts))
@@ -515,7 +550,7 @@ def progress_line(worker: Worker, epoch: int, metrics: dict[str, float], eta_s: 
     name = metric_name(worker.stage)
     val = metrics.get(name, float("nan"))
     unit = " mm" if name == "val_mpjpe" else ""
-    line = (f"[{worker.stage}] epoch {epoch + 1}/{worker.cfg.train.epochs} step {worker.progress.step} "
+    line = (f"[{worker.tag}] epoch {epoch + 1}/{worker.cfg.train.epochs} step {worker.progress.step} "
             f"loss {metrics['loss']:.4f} {name} {val:.2f}{unit} samples/s {metrics['samples_per_s']:.1f} "
             f"lr {metrics['lr']:.2e} eta {_fmt_time(eta_s)}")
     if metrics.get("mfu") is not None:
@@ -528,14 +563,16 @@ def checkpoint_due(cfg: Config, epoch: int) -> bool:
 
 
 def report(worker: Worker, epoch: int, metrics: dict[str, Any], scratch: Path) -> None:
-    """``ray.train.report`` once per epoch; a checkpoint when due (collective write first)."""
+    """``ray.train.report`` once per epoch; a checkpoint when due (collective write first).
+    ``worker.extra['checkpoint_meta']`` (if any) goes into the checkpoint's meta."""
     import ray.train
 
     checkpoint = None
     if checkpoint_due(worker.cfg, epoch):
         directory = ckpt.write_checkpoint(scratch / f"epoch{epoch:04d}-rank{worker.info.rank}",
                                           worker.strategy, worker.progress, worker.cfg,
-                                          worker.stage, worker.generator)
+                                          worker.stage, worker.generator,
+                                          worker.extra.get("checkpoint_meta"))
         checkpoint = ray.train.Checkpoint.from_directory(str(directory))
     clean = {k: v for k, v in metrics.items() if v is not None}
     ray.train.report(clean, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_epoch{epoch:04d}",
@@ -568,18 +605,23 @@ def dataset_iterators(worker: Worker):
             CachedPasses(stream_val, data.worker_cache_mb, data.batch_size, False, 0))
 
 
-def run_epochs(worker: Worker, train_iter, val_iter, emit) -> None:
-    """Epochs ``start_epoch`` … ``epochs − 1``: train, decay lr, validate, emit metrics."""
+def run_epochs(worker: Worker, train_iter, val_iter, emit, step: StepFn = train_step,
+               validation: Optional[Callable[[Worker, Iterator[Any]], dict[str, float]]] = None) -> None:
+    """Epochs ``start_epoch`` … ``epochs − 1``: train, decay lr, validate, emit metrics.
+
+    ``step`` and ``validation`` (default :func:`train_step`, :func:`validate`) let another
+    model's loop (:mod:`raypose.train.image_loop`) keep the schedule, metrics and reporting.
+    """
     cfg = worker.cfg
     source = cycle(train_iter) if cfg.train.steps_per_epoch > 0 else None
     durations: list[float] = []
     for epoch in range(worker.start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         epoch_source = source if source is not None else iter(train_iter())
-        metrics: dict[str, Any] = train_epoch(worker, epoch_source, epoch)
+        metrics: dict[str, Any] = train_epoch(worker, epoch_source, epoch, step)
         metrics["lr"] = worker.strategy.lr()
         worker.strategy.scheduler_step()
-        metrics.update(validate(worker, val_iter()))
+        metrics.update((validation or validate)(worker, val_iter()))
         metrics["mfu"] = mfu(worker, metrics["samples_per_s"])
         worker.progress.epoch = epoch + 1
         value = metrics[metric_name(worker.stage)]

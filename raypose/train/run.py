@@ -155,23 +155,28 @@ def checkpoint_uri(result: Any, stage: str, cfg: Config) -> str:
     return prefix + chosen.path
 
 
-def check_cpu_budget(cfg: Config, cluster_cpus: float, autoscaling: bool = False) -> None:
+def check_cpu_budget(cfg: Config, cluster_cpus: float, autoscaling: bool = False,
+                     ray_data: bool = True) -> None:
     """Refuse a run whose training workers would take every CPU of the cluster.
 
     Ray Data's read/chunk tasks need CPUs too; with none left the run logs "Cluster resources
-    are not enough to run any task…" once and then hangs forever. An autoscaling cluster can
-    add nodes, so there it is not an error.
+    are not enough to run any task…" once and then hangs forever. A run without Ray Data
+    (``ray_data=False``: Lifting by Image on rendered crops) may take them all, but not more.
+    An autoscaling cluster can add nodes, so there it is not an error.
     """
     taken = cfg.train.num_workers * cfg.train.cpus_per_worker
-    if autoscaling or taken < cluster_cpus:
+    if autoscaling or taken < cluster_cpus or (not ray_data and taken <= cluster_cpus):
         return
     from raypose.errors import ConfigError
 
-    fits = max(0.5, math.floor((cluster_cpus - 0.5) / cfg.train.num_workers * 2) / 2)
+    spare = 0.5 if ray_data else 0.0
+    fits = max(0.5, math.floor((cluster_cpus - spare) / cfg.train.num_workers * 2) / 2)
     raise ConfigError(
         f"train.num_workers ({cfg.train.num_workers}) × train.cpus_per_worker "
-        f"({cfg.train.cpus_per_worker:g}) = {taken:g} CPUs takes all {cluster_cpus:g} CPUs of the "
-        f"cluster and leaves none for Ray Data, so the run would hang: set "
+        f"({cfg.train.cpus_per_worker:g}) = {taken:g} CPUs " +
+        (f"takes all {cluster_cpus:g} CPUs of the cluster and leaves none for Ray Data"
+         if ray_data else f"is more than the cluster's {cluster_cpus:g} CPUs") +
+        ", so the run would hang: set "
         f"train.cpus_per_worker={fits:g} (or fewer workers, or add nodes)")
 
 
@@ -201,3 +206,27 @@ def pretrain(cfg: Config) -> str:
 def finetune(cfg: Config) -> str:
     """Lifting fine-tuning (from ``train.init`` when set); returns the best checkpoint path/URI."""
     return fit(cfg, "finetune")[0]
+
+
+def fit_image_lift(cfg: Config, lift_stage: int, init: str = "") -> tuple[str, Any]:
+    """Train one Lifting-by-Image stage on Ray Train (:mod:`raypose.train.image_loop`);
+    (best checkpoint path/URI by test MPJPE, Ray Train Result). Stage 2 loads ``init`` (a
+    stage-1 checkpoint directory or an older ``stage1.pt``) once here first, so a wrong one
+    fails before Ray starts."""
+    import ray
+    from ray.train.torch import TorchTrainer
+
+    from raypose.image_training import image_data_settings
+    from raypose.train.image_loop import STAGE, build_image_model, image_config, image_loop_per_worker
+
+    staged = image_config(cfg, lift_stage, init)
+    if lift_stage == 2:
+        build_image_model(staged)
+    ensure_ray()
+    check_cpu_budget(staged, float(ray.cluster_resources().get("CPU", 0.0)),
+                     autoscaling=bool(os.environ.get("RAY_ADDRESS")),
+                     ray_data=image_data_settings(staged)["source"] == "folder")
+    trainer = TorchTrainer(image_loop_per_worker, train_loop_config=staged.to_dict(),
+                           scaling_config=scaling_config(staged), run_config=run_config(staged, STAGE))
+    result = trainer.fit()
+    return checkpoint_uri(result, STAGE, staged), result

@@ -175,8 +175,11 @@ def test_losing_a_node_mid_run_resumes_from_the_last_checkpoint(fake_cluster, tm
     address, env, temp_dir = fake_cluster
     storage = tmp_path / "runs"
     log_path = tmp_path / "run.log"
+    # epochs of 120 steps (seconds each): the node must die while the run is still training, and
+    # since a worker keeps its shard after the first pass, the smoke config's 4-step epochs end
+    # in a blink — the run would be over before the test found the node
     run = _finetune(env, storage, "nodeloss", log_path, "--set", "train.epochs=3",
-                    "--set", "train.max_failures=2")
+                    "--set", "train.steps_per_epoch=120", "--set", "train.max_failures=2")
     deadline = time.time() + 300
     while run.poll() is None and time.time() < deadline and not list(storage.glob("**/checkpoint_*")):
         time.sleep(1)

@@ -187,9 +187,14 @@ def load_model(path_or_uri: str, s3_endpoint: str = "", stage: Optional[str] = N
 
     ``stage`` defaults to the stage the checkpoint was trained in.
     """
+    return _model_from(*load_state(path_or_uri, s3_endpoint), stage)
+
+
+def _model_from(state: dict[str, torch.Tensor], meta: dict[str, Any], stage: Optional[str] = None
+                ) -> tuple[nn.Module, Config]:
+    """The model of a loaded checkpoint (:func:`load_state`'s result), eval mode."""
     from raypose.models import build_from_config
 
-    state, meta = load_state(path_or_uri, s3_endpoint)
     cfg = meta["config"]
     model = build_from_config(cfg, stage or meta["stage"])
     model.load_state_dict(state)
@@ -279,7 +284,7 @@ def export_program(path_or_uri: str, out_path: str | Path, s3_endpoint: str = ""
     if meta.get("stage") != "finetune":
         raise RayposeDataError(str(path_or_uri), f"is a {meta.get('stage')!r} checkpoint; only "
                                                  "fine-tuning (lifting) checkpoints are exported")
-    model, cfg = load_model(path_or_uri, s3_endpoint, stage="finetune")
+    model, cfg = _model_from(state, meta, "finetune")   # read once, not again by load_model
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(lifter_program(model, cfg.data.num_frames), out,

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
 if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
-  exec unshare -n sh -c "ip link set lo up && exec $PY -m pytest -q -p no:cacheprovider $*"
+  # arguments pass through as they are ("$@", not re-split: -k "a or b" stays one argument)
+  exec unshare -n sh -c 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$@"' "$PY" "$@"
 else
   echo "warning: cannot create a loopback-only network namespace; running tests in the host network" >&2
   exec $PY -m pytest -q -p no:cacheprovider "$@"

@@ -68,7 +68,7 @@ def score_protocol(model: Any, cfg: config_mod.Config, test: Sequence[tuple[np.n
     for kp, target in test:
         preds.append(lift_sequence(model, kp, 1000, 1002, cfg.data.num_frames, stride=cfg.data.stride,
                                    flip=True, principal_point=(512.0, 515.0), fps=TEST_FPS,
-                                   model_fps=cfg.data.target_fps or None))
+                                   model_fps=cfg.data.target_fps or None, causal=cfg.data.causal))
         targets.append(target)
     p = np.concatenate(preds).astype(np.float64) * 1000
     t = np.concatenate(targets).astype(np.float64) * 1000
@@ -135,7 +135,8 @@ def run(configs: Sequence[str], baseline: str, seeds: Sequence[int], overrides: 
                    "protocol": score_protocol(model, cfg, test)}
             if not quick:
                 cams = evaluate_calibrated(model, SHARED / "pose2sim_demo.npz", cfg.data.num_frames,
-                                           cfg.data.stride, flip=True, model_fps=cfg.data.target_fps or None)
+                                           cfg.data.stride, flip=True, model_fps=cfg.data.target_fps or None,
+                                           causal=cfg.data.causal)
                 row["pose2sim"] = mean_over_cameras(cams)
             rows.append(row)
             print(format_row(row), flush=True)

@@ -137,6 +137,10 @@ class DataConfig:
     num_frames: int = 27
     #: Temporal downsampling stride (TDS): a clip spans num_frames * stride source frames.
     stride: int = 1
+    #: Online (causal) lifting: the predicted frame is the newest of its clip, which holds only
+    #: that frame and the ones before it, so a stream can be lifted as frames arrive with no
+    #: look-ahead (`raypose infer --online`); False centres the clip on the predicted frame.
+    causal: bool = False
     #: Subjects used for training / validation (held out of training) / test; empty = all
     #: subjects not named elsewhere go to training.
     train_subjects: list[str] = field(default_factory=list)
@@ -377,6 +381,14 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def __post_init__(self) -> None:
+        # these lift the middle frame they are handed; a causal clip must predict its last one
+        _check(not (self.data.causal and self.data.num_frames > 1
+                    and self.model.name in ("baseline", "image_lift")),
+               f"model {self.model.name!r} lifts the centre frame of its clip, so it cannot be "
+               "trained with data.causal: true and num_frames > 1 (use num_frames: 1, which is "
+               "causal already, or a window model: window_mlp, pstmo_s, pstmo, mpm, aptpose)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

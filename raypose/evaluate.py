@@ -270,8 +270,9 @@ def write_json(result: EvalResult, path: str | Path) -> list[Path]:
 
 def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: int, stride: int = 1,
                         flip: bool = True, batch_size: int = 256,
-                        model_fps: Optional[float] = None) -> list[dict[str, Any]]:
-    """Lift each camera's real 2D detections and score them against the multi-view 3D.
+                        model_fps: Optional[float] = None, causal: bool = False) -> list[dict[str, Any]]:
+    """Lift each camera's real 2D detections and score them against the multi-view 3D
+    (``causal``: the model predicts the last frame of its window, ``data.causal``).
 
     ``path`` is an npz in the layout of ``../shared/data/pose2sim_demo.npz``: ``keypoints_coco17``
     (C, T, 17, 3) pixels + confidence, ``R`` (C, 3, 3) world→camera, ``t`` (C, 3) metres,
@@ -304,7 +305,8 @@ def evaluate_calibrated(model: torch.nn.Module, path: str | Path, num_frames: in
         centre = None if intrinsics is None else intrinsics[cam, :2, 2]
         pred = lift_sequence(model, pose_2d, float(size[cam, 0]), float(size[cam, 1]), num_frames,
                              batch_size=batch_size, flip=flip, stride=stride,
-                             principal_point=centre, fps=fps, model_fps=model_fps).astype(np.float64)
+                             principal_point=centre, fps=fps, model_fps=model_fps,
+                             causal=causal).astype(np.float64)
         in_cam = world @ rot[cam].T + trans[cam]
         target = in_cam - in_cam[:, :1]
         ok = np.isfinite(target).all(axis=(1, 2))

@@ -90,7 +90,7 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
                   device: Optional[torch.device | str] = None,
                   principal_point: Optional[Sequence[float]] = None,
                   fps: Optional[float] = None, model_fps: Optional[float] = None,
-                  precision: str = "fp32") -> np.ndarray:
+                  precision: str = "fp32", causal: bool = False) -> np.ndarray:
     """Lift one person's (T, 17, 3) pixels + confidence to (T, 17, 3) root-relative metres.
 
     With ``fps`` (the input's rate) and ``model_fps`` (the rate the model was trained at,
@@ -98,8 +98,9 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
     and the 3D resampled back to the input's frames, so a window spans the time it spans in
     training whatever the footage's frame rate.
 
-    Every frame is the centre of one ``num_frames``-frame clip (with TDS ``stride``), padded by
-    repeating the first/last frame; clips run in batches of ``batch_size`` under
+    Every frame is the centre of one ``num_frames``-frame clip (with TDS ``stride``), or its last
+    frame for a ``causal`` model (``data.causal``: no future frames), padded by repeating the
+    first/last frame; clips run in batches of ``batch_size`` under
     ``torch.inference_mode``. ``flip`` averages with the mirrored input (test-time flip).
     ``precision`` bf16 runs the model under bfloat16 autocast: 2.7× the fp32 frames/s on a CPU
     with AVX-512 BF16 (bench/infer.py), about a millimetre different (1.2 mm mean on the real
@@ -110,7 +111,7 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
         raise ValueError(f"precision must be one of {INFER_PRECISIONS}, got {precision!r}")
     if fps and model_fps and abs(fps - model_fps) > 1e-6 and len(keypoints_2d) > 1:
         kw = dict(batch_size=batch_size, flip=flip, conf_threshold=conf_threshold, stride=stride,
-                  device=device, principal_point=principal_point, precision=precision)
+                  device=device, principal_point=principal_point, precision=precision, causal=causal)
         at_model_rate = resample_keypoints(np.asarray(keypoints_2d, np.float32),
                                            resample_plan(len(keypoints_2d), fps, model_fps))
         lifted = lift_sequence(model, at_model_rate, width, height, num_frames, **kw)
@@ -134,7 +135,7 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
             torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         for start in range(0, t, batch_size):
             centres = torch.arange(start, min(start + batch_size, t), device=device)
-            idx = gather_indices(length, centres[None], num_frames, stride)[0]  # (B, F)
+            idx = gather_indices(length, centres[None], num_frames, stride, causal)[0]  # (B, F)
             pred = _forward(model, pose[idx], miss[idx], flip)
             out[start:start + idx.shape[0]] = pred.float().cpu()
     out = out - out[:, skeleton.ROOT:skeleton.ROOT + 1]
@@ -363,17 +364,29 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--fps", type=float, default=None, help="frame rate, where the input lacks it")
     p.add_argument("--fill-gaps", type=float, default=1.0, metavar="SECONDS",
                    help="fill each joint's detection gaps up to this long before lifting "
-                        "(linear; held at a track's ends); 0 = lift the gaps as missing joints")
+                        "(linear; held at a track's ends; --online holds the last detection); "
+                        "0 = lift the gaps as missing joints")
+    p.add_argument("--online", action="store_true",
+                   help="lift frames as they arrive (a video or camera:N read as a stream, or a "
+                        "2D file replayed frame by frame); a causal checkpoint (data.causal) answers "
+                        "each frame at once, a centred one half a window late; prints the latency")
+    p.add_argument("--stream-out", default=None, metavar="PATH",
+                   help="with --online: also write each frame's 3D as one JSON line the moment it "
+                        "is lifted ('-' = stdout)")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="with --online: stop after this many frames (for a camera)")
     return p
 
 
 class Lifter(NamedTuple):
-    """A lifting model and the window it was trained on (frames, TDS stride, frame rate)."""
+    """A lifting model and the window it was trained on (frames, TDS stride, frame rate, and
+    whether the predicted frame is the window's last: ``data.causal``)."""
 
     model: torch.nn.Module
     num_frames: int
     stride: int
     fps: Optional[float]      # data.target_fps; None where training kept each source's rate
+    causal: bool = False
 
 
 #: The model shipped in the package (configs/wild.yaml on all shared real mocap; see its README).
@@ -400,7 +413,8 @@ def load_checkpoint(uri: Optional[str] = None, device: str = "cpu") -> Lifter:
     if "centre" not in probe:
         raise RayposeDataError(uri, "is not a lifting checkpoint (no 'centre' output): "
                                     "pass a fine-tuning checkpoint")
-    return Lifter(model, num_frames, stride, float(cfg.data.target_fps) or None)
+    return Lifter(model, num_frames, stride, float(cfg.data.target_fps) or None,
+                  bool(getattr(cfg.data, "causal", False)))
 
 
 def _sibling(out: Path, value: str, suffix: str, tid: Optional[str] = None) -> Path:
@@ -425,33 +439,49 @@ def _decodable(video: str) -> Optional[str]:
         return None
 
 
+def _lifter_for(args: argparse.Namespace, model: Optional[torch.nn.Module],
+                num_frames: Optional[int], stride: int) -> Lifter:
+    """The lifter handed in (tests, notebooks), else the one ``--checkpoint`` names."""
+    if model is not None:
+        if num_frames is None:
+            raise ValueError("pass num_frames with model")
+        return Lifter(model, num_frames, stride, None)
+    if args.checkpoint is None:
+        print(f"checkpoint: the shipped model ({SHIPPED_CHECKPOINT})", flush=True)
+    return load_checkpoint(args.checkpoint, args.device)
+
+
 def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
                   num_frames: Optional[int] = None, stride: int = 1) -> dict[str, Any]:
-    """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``."""
-    det: Detections = read_detections(args.input, args.layout,
-                                      detector_python=args.detector_python)
-    if det.layout:
-        print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
-    width, height = det.width, det.height
-    if args.image_size:
-        width, height = args.image_size
-    if not width or not height:
-        raise RayposeDataError(args.input, "the file does not carry the image size: pass --image-size W H")
-    model_fps = None
-    if model is None:
-        if args.checkpoint is None:
-            print(f"checkpoint: the shipped model ({SHIPPED_CHECKPOINT})", flush=True)
-        model, num_frames, stride, model_fps = load_checkpoint(args.checkpoint, args.device)
-    assert num_frames is not None
-    fps = args.fps or det.fps
-    if fps is None and model_fps:
-        raise RayposeDataError(args.input, "the file does not carry its frame rate: pass --fps "
-                               "(windows are resampled to the model's rate)")
-    max_gap = int(round(args.fill_gaps * (fps or 30.0)))
-    results = lift_tracks(model, det.tracks, width, height, num_frames, stride=stride,
-                          flip=not args.no_flip, batch_size=args.batch_size,
-                          conf_threshold=args.conf_threshold, device=args.device,
-                          fps=fps, model_fps=model_fps, max_gap=max_gap, precision=args.precision)
+    """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``.
+    With ``--online`` frames are lifted as they arrive (:mod:`raypose.online`)."""
+    extra: dict[str, Any] = {}
+    if getattr(args, "online", False):
+        from raypose.online import lift_online
+
+        lifter = _lifter_for(args, model, num_frames, stride)
+        det, results, fps, extra["latency"] = lift_online(args, lifter)
+        width, height = det.width, det.height
+    else:
+        det = read_detections(args.input, args.layout, detector_python=args.detector_python)
+        if det.layout:
+            print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
+        width, height = det.width, det.height
+        if args.image_size:
+            width, height = args.image_size
+        if not width or not height:
+            raise RayposeDataError(args.input, "the file does not carry the image size: pass --image-size W H")
+        lifter = _lifter_for(args, model, num_frames, stride)
+        fps = args.fps or det.fps
+        if fps is None and lifter.fps:
+            raise RayposeDataError(args.input, "the file does not carry its frame rate: pass --fps "
+                                   "(windows are resampled to the model's rate)")
+        max_gap = int(round(args.fill_gaps * (fps or 30.0)))
+        results = lift_tracks(lifter.model, det.tracks, width, height, lifter.num_frames,
+                              stride=lifter.stride, flip=not args.no_flip, batch_size=args.batch_size,
+                              conf_threshold=args.conf_threshold, device=args.device, fps=fps,
+                              model_fps=lifter.fps, max_gap=max_gap, precision=args.precision,
+                              causal=lifter.causal)
     fps = fps or 30.0
     out = Path(args.out)
     written = {"npz": [str(write_npz(out, results))]}
@@ -486,7 +516,7 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     for kind, paths in written.items():
         for p in paths:
             print(f"wrote {kind}: {p}")
-    return {"results": results, "written": written, "width": width, "height": height}
+    return {"results": results, "written": written, "width": width, "height": height, **extra}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: b
         results[key] = {k: s[k] for k in ("mpjpe", "p_mpjpe", "n_mpjpe")}
     if calibrated is not None:
         rows = evaluate_calibrated(model, calibrated, cfg.data.num_frames, cfg.data.stride,
-                                   flip=cfg.train.flip_test)
+                                   flip=cfg.train.flip_test, causal=cfg.data.causal)
         results["real_detections"] = mean_over_cameras(rows)
     return results
 

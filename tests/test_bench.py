@@ -48,3 +48,14 @@ def test_infer_bench_names_a_directory_that_is_not_the_reference(tmp_path, scrip
     bench = script("bench/infer.py")
     with pytest.raises(SystemExit, match="no model/stmo.py"):
         bench.reference_model(str(tmp_path), "pstmo_s", 81)
+
+
+def test_online_bench_times_both_windows_beside_offline(script, capsys):
+    """bench/online.py replays the real detections once per window kind; the table has both
+    rows, with the centred window's delay and none for the causal one."""
+    bench = script("bench/online.py")
+    assert bench.main(["--repeats", "1", "--threads", "1", "--no-flip"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| centred") or line.startswith("| causal")]
+    assert len(rows) == 2
+    assert "8 frames = 267 ms" in rows[0] and "0 frames = 0 ms" in rows[1]

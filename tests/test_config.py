@@ -177,3 +177,12 @@ def test_paper_configs_validate_on_a_held_out_training_subject(name):
         d = stage_config(cfg, stage).data
         assert d.val_subjects == ["S8"] and d.train_subjects and d.test_subjects
         assert not set(d.val_subjects) & (set(d.train_subjects) | set(d.test_subjects))
+
+
+def test_causal_windows_need_a_model_that_predicts_the_last_frame():
+    """A centre-frame model with a causal window would lift the wrong frame: refused by name."""
+    with pytest.raises(ConfigError, match="cannot be trained with data.causal"):
+        config.load(None, ["model.name=baseline", "data.num_frames=27", "data.causal=true"])
+    assert config.load(None, ["model.name=baseline", "data.num_frames=1", "data.causal=true"]).data.causal
+    online = config.load(Path(__file__).resolve().parents[1] / "configs" / "wild_online.yaml")
+    assert online.data.causal and online.model.name == "window_mlp"

@@ -219,7 +219,7 @@ def test_real_pose2sim_detections(model, shared_data):
     width, height = d["image_size"][cam]
     lifter, num_frames, stride = model, NUM_FRAMES, 1
     if os.environ.get("RAYPOSE_INFER_CHECKPOINT"):
-        lifter, num_frames, stride, _ = infer.load_checkpoint(os.environ["RAYPOSE_INFER_CHECKPOINT"])
+        lifter, num_frames, stride, *_ = infer.load_checkpoint(os.environ["RAYPOSE_INFER_CHECKPOINT"])
     pred = infer.lift_sequence(lifter, kp, width, height, num_frames, stride=stride, batch_size=64)
     assert pred.shape == (100, 17, 3) and np.isfinite(pred).all()
     np.testing.assert_array_equal(pred[:, 0], 0)

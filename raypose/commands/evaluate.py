@@ -95,7 +95,8 @@ def evaluate_cameras(checkpoint: str, args: argparse.Namespace) -> dict:
 
     lifter = load_checkpoint(checkpoint, device=args.device)
     rows = evaluate_calibrated(lifter.model, args.calibrated, lifter.num_frames, lifter.stride,
-                               flip=True if args.flip is None else args.flip, model_fps=lifter.fps)
+                               flip=True if args.flip is None else args.flip, model_fps=lifter.fps,
+                               causal=lifter.causal)
     mean = {"camera": "all", "frames": sum(r["frames"] for r in rows), **mean_over_cameras(rows)}
     print(f"checkpoint {checkpoint}\n{args.calibrated}: real 2D per camera vs the multi-view 3D (mm)")
     print(format_table([*rows, mean]), flush=True)

@@ -2,7 +2,9 @@
 
 The pipeline ships fixed-length chunks of whole sequences (``keypoints_2d`` / ``joints_3d``
 (B, L, 17, 3), ``camera`` (B, 23), ``length`` (B,), ``has_3d`` (B,)). A P-STMO clip is F frames
-around a centre frame with temporal-downsampling stride s (span F·s); materialising clips on the
+around a centre frame with temporal-downsampling stride s (span F·s) — or, for online lifting
+(``data.causal``), the F frames up to and including the predicted frame, so the model never
+sees the future (:func:`target_index`); materialising clips on the
 CPU would multiply the data F-fold, so here one index tensor (B, C, F) gathers every clip of a
 batch at once, with edge replication where a clip runs past either end of its sequence.
 
@@ -28,7 +30,7 @@ EVAL_MAX_CLIPS = 1024
 
 @dataclass
 class ClipBatch:
-    """N clips of F frames; index ``F // 2`` is the centre frame the lifter predicts."""
+    """N clips of F frames; index :attr:`centre_index` is the frame the lifter predicts."""
 
     pose_2d: torch.Tensor               # (N, F, 17, 2) normalised screen coordinates
     confidence: torch.Tensor            # (N, F, 17) 0 where the detection is missing
@@ -42,6 +44,8 @@ class ClipBatch:
     camera: Optional[torch.Tensor] = None        # (N, 23) the chunk's camera
     #: (N, F, 17) bool: the 3D target joint is known (False where the source had NaN/inf).
     valid_3d: Optional[torch.Tensor] = None
+    #: Clips end at the predicted frame (online lifting) instead of being centred on it.
+    causal: bool = False
 
     @property
     def num_clips(self) -> int:
@@ -53,26 +57,35 @@ class ClipBatch:
 
     @property
     def centre_index(self) -> int:
-        return self.num_frames // 2
+        """Index of the predicted frame: the centre, or the newest frame of a causal clip."""
+        return target_index(self.num_frames, self.causal)
 
     @property
     def centre(self) -> torch.Tensor:
-        """(N, 17, 3) the 3D target of the centre frame."""
+        """(N, 17, 3) the 3D target of the predicted frame."""
         return self.pose_3d[:, self.centre_index]
 
     def to(self, device) -> "ClipBatch":
-        return ClipBatch(**{f.name: (None if getattr(self, f.name) is None
-                                     else getattr(self, f.name).to(device))
-                            for f in fields(self)})
+        return ClipBatch(**{f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                            for f in fields(self) for v in [getattr(self, f.name)]})
 
 
 # --------------------------------------------------------------------------------------------
 # indices
 # --------------------------------------------------------------------------------------------
 
-def raw_indices(centres: torch.Tensor, num_frames: int, stride: int) -> torch.Tensor:
-    """(…, F) frame indices ``centre + (k − F//2)·stride`` before clamping."""
-    offsets = (torch.arange(num_frames, device=centres.device) - num_frames // 2) * stride
+def target_index(num_frames: int, causal: bool = False) -> int:
+    """Position of the predicted frame in an F-frame clip: the centre ``F // 2``, or the last
+    frame ``F − 1`` for a causal (online) clip, which holds only that frame and its past."""
+    return num_frames - 1 if causal else num_frames // 2
+
+
+def raw_indices(centres: torch.Tensor, num_frames: int, stride: int,
+                causal: bool = False) -> torch.Tensor:
+    """(…, F) frame indices ``centre + (k − target)·stride`` before clamping, ``target`` from
+    :func:`target_index` (so a causal clip ends at ``centre``)."""
+    offsets = (torch.arange(num_frames, device=centres.device)
+               - target_index(num_frames, causal)) * stride
     return centres.long()[..., None] + offsets
 
 
@@ -83,13 +96,13 @@ def _lengths_like(lengths: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 def gather_indices(lengths: torch.Tensor, centres: torch.Tensor, num_frames: int,
-                   stride: int = 1) -> torch.Tensor:
-    """(B, C, F) frame indices of clips centred at ``centres`` (B, C), clamped to [0, length−1].
+                   stride: int = 1, causal: bool = False) -> torch.Tensor:
+    """(B, C, F) frame indices of clips predicting ``centres`` (B, C), clamped to [0, length−1].
 
     Clamping is edge replication: frames before the start repeat frame 0, frames after the end
     repeat the last valid frame. ``lengths`` may also be (N,) with ``centres`` (N,).
     """
-    t = raw_indices(centres, num_frames, stride)
+    t = raw_indices(centres, num_frames, stride, causal)
     last = (_lengths_like(lengths, centres) - 1).clamp_min(0)
     return torch.minimum(t.clamp_min(0), last)
 
@@ -147,11 +160,11 @@ def normalize_screen(xy: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
 
 
 def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.Tensor,
-         num_frames: int, stride: int) -> ClipBatch:
-    """Clips n = 1..N centred on frame ``centre[n]`` of chunk ``chunk[n]``."""
+         num_frames: int, stride: int, causal: bool = False) -> ClipBatch:
+    """Clips n = 1..N predicting frame ``centre[n]`` of chunk ``chunk[n]``."""
     lengths = chunks["length"].long()[chunk]
-    raw = raw_indices(centre, num_frames, stride)                       # (N, F)
-    idx = gather_indices(lengths, centre, num_frames, stride)          # (N, F)
+    raw = raw_indices(centre, num_frames, stride, causal)                     # (N, F)
+    idx = gather_indices(lengths, centre, num_frames, stride, causal)         # (N, F)
     rows = chunk[:, None]
     kp = chunks["keypoints_2d"][rows, idx].float()                      # (N, F, 17, 3)
     camera = chunks["camera"][chunk].float()
@@ -169,15 +182,16 @@ def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.
     if "valid" in chunks:
         valid = valid & chunks["valid"][rows, idx].bool()
     return ClipBatch(pose_2d, confidence, pose_3d, chunks["has_3d"][chunk].bool(), valid,
-                     chunk_index=chunk, frame_index=centre.long(), camera=camera, valid_3d=valid_3d)
+                     chunk_index=chunk, frame_index=centre.long(), camera=camera, valid_3d=valid_3d,
+                     causal=causal)
 
 
 def cut_clips(chunks: Mapping[str, torch.Tensor], num_frames: int, stride: int,
-              centres: torch.Tensor) -> ClipBatch:
-    """B·C clips (chunk-major) centred at ``centres`` (B, C), gathered and normalised."""
+              centres: torch.Tensor, causal: bool = False) -> ClipBatch:
+    """B·C clips (chunk-major) predicting ``centres`` (B, C), gathered and normalised."""
     b, c = centres.shape
     chunk = torch.arange(b, device=centres.device).repeat_interleave(c)
-    return _cut(chunks, chunk, centres.reshape(-1).long(), num_frames, stride)
+    return _cut(chunks, chunk, centres.reshape(-1).long(), num_frames, stride, causal)
 
 
 def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> ClipBatch:
@@ -230,7 +244,8 @@ def train_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
     on the device."""
     start, stop = owned_centres(chunks)
     centres = random_centres(stop, data_cfg.clips_per_sequence, generator, start)
-    clips = cut_clips(chunks, data_cfg.num_frames, data_cfg.stride, centres)
+    clips = cut_clips(chunks, data_cfg.num_frames, data_cfg.stride, centres,
+                      bool(getattr(data_cfg, "causal", False)))
     if data_cfg.flip_augment:
         flip = uniform((clips.num_clips,), generator, clips.pose_2d.device) < 0.5
         clips = flip_clip_batch(clips, flip)
@@ -250,4 +265,4 @@ def eval_clips(chunks: Mapping[str, torch.Tensor], data_cfg,
     chunk, frame = every_frame(stop, start)
     for start in range(0, chunk.shape[0], limit):
         yield _cut(chunks, chunk[start:start + limit], frame[start:start + limit],
-                   data_cfg.num_frames, data_cfg.stride)
+                   data_cfg.num_frames, data_cfg.stride, bool(getattr(data_cfg, "causal", False)))

@@ -363,8 +363,43 @@ def _video_beside(path: object, name: Optional[str]) -> Optional[str]:
 # video
 # --------------------------------------------------------------------------------------------
 
+#: ``camera:N`` names capture device N (``/dev/videoN`` on Linux) wherever a video is read.
+CAMERA_PATTERN = re.compile(r"^camera:(\d+)$")
+
+
+def is_camera(path: object) -> bool:
+    """True for ``camera:N``: a live capture device, read through OpenCV."""
+    return bool(CAMERA_PATTERN.match(str(path)))
+
+
+def _iter_camera(path: str) -> Iterator[np.ndarray]:
+    """RGB frames from capture device N as it delivers them (until it stops)."""
+    try:
+        import cv2
+    except ImportError:
+        raise RayposeDataError(path, "reading a camera needs OpenCV (installed with the video "
+                                     "extra: ./setup.sh --video)") from None
+    device = int(CAMERA_PATTERN.match(path).group(1))
+    cap = cv2.VideoCapture(device)
+    if not cap.isOpened():
+        raise RayposeDataError(path, f"no camera at device {device} (/dev/video{device}): "
+                                     "check the device exists and this user may read it")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame[..., ::-1].copy()
+    finally:
+        cap.release()
+
+
 def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3) of a video, via imageio (ffmpeg/pyav) or OpenCV."""
+    """RGB uint8 frames (H, W, 3) of a video, via imageio (ffmpeg/pyav) or OpenCV; of a live
+    camera for ``camera:N``."""
+    if is_camera(path):
+        yield from _iter_camera(str(path))
+        return
     try:
         import imageio.v3 as iio
 
@@ -396,7 +431,17 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
 
 
 def video_fps(path: str | Path) -> Optional[float]:
-    """Frames per second from the container, or None when no backend can tell."""
+    """Frames per second from the container (or the camera), or None when no backend can tell."""
+    if is_camera(path):
+        try:
+            import cv2
+
+            cap = cv2.VideoCapture(int(CAMERA_PATTERN.match(str(path)).group(1)))
+            fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+            cap.release()
+            return float(fps) if fps > 0 else None
+        except ImportError:
+            return None
     try:
         import imageio.v3 as iio
 
@@ -420,12 +465,44 @@ def detect_video(path: str | Path, model_complexity: int = 1, max_frames: Option
     inside mediapipe==0.10.21 — no download). Landmark visibility is the confidence; frames
     where nobody is found are kept as missing (confidence 0), so the track has every frame.
     """
+    rows: list[np.ndarray] = []
+    width = height = None
+    for frame in iter_video_landmarks(path, model_complexity, max_frames):
+        rows.append(frame.landmarks)
+        width, height = frame.width, frame.height
+    if not rows:
+        raise RayposeDataError(path, "the video has no frames")
+    kps = np.stack(rows)
+    track = Track(np.arange(len(rows), dtype=np.int64), to_h36m(kps, "mediapipe33", path))
+    return Detections({"0": track}, width, height, video_fps(path), str(path), str(path),
+                      extra={"mediapipe33": kps})
+
+
+@dataclass
+class VideoLandmarks:
+    """One decoded frame's MediaPipe result: (33, 3) pixels + visibility (zeros: nobody)."""
+
+    index: int
+    width: int
+    height: int
+    landmarks: np.ndarray
+
+    @property
+    def h36m(self) -> Optional[np.ndarray]:
+        """(17, 3) H36M-17 pixels + confidence, or None when nobody was found."""
+        if not (self.landmarks[:, 2] > 0).any():
+            return None
+        return to_h36m(self.landmarks[None], "mediapipe33", "video frame")[0]
+
+
+def iter_video_landmarks(path: str | Path, model_complexity: int = 1,
+                         max_frames: Optional[int] = None) -> Iterator[VideoLandmarks]:
+    """MediaPipe Pose frame by frame, as the video (or camera, ``camera:N``) delivers them:
+    what online lifting consumes, and what :func:`detect_video` collects."""
     try:
         from mediapipe.python.solutions import pose as mp_pose
     except ImportError as e:
         raise RayposeDataError(path, f"{VIDEO_EXTRA_HINT} ({e})") from None
-    rows: list[np.ndarray] = []
-    width = height = None
     with _native_stderr_filtered(MEDIAPIPE_HARMLESS), \
             mp_pose.Pose(static_image_mode=False, model_complexity=model_complexity) as detector:
         for n, frame in enumerate(iter_video_frames(path)):
@@ -433,13 +510,7 @@ def detect_video(path: str | Path, model_complexity: int = 1, max_frames: Option
                 break
             height, width = frame.shape[:2]
             result = detector.process(np.ascontiguousarray(frame))
-            rows.append(_landmarks_to_array(result.pose_landmarks, width, height))
-    if not rows:
-        raise RayposeDataError(path, "the video has no frames")
-    kps = np.stack(rows)
-    track = Track(np.arange(len(rows), dtype=np.int64), to_h36m(kps, "mediapipe33", path))
-    return Detections({"0": track}, width, height, video_fps(path), str(path), str(path),
-                      extra={"mediapipe33": kps})
+            yield VideoLandmarks(n, width, height, _landmarks_to_array(result.pose_landmarks, width, height))
 
 
 #: MediaPipe's native start-up notices, written by C++ straight to file descriptor 2 (no Python

@@ -55,8 +55,13 @@ def torch_dtypes() -> dict[str, Any]:
 
 
 def clip_context(data_cfg: DataConfig) -> int:
-    """Frames a clip reaches on each side of its centre."""
-    return (data_cfg.num_frames - 1) // 2 * data_cfg.stride
+    """Frames a clip reaches on either side of its predicted frame (the longer side).
+
+    A causal clip reaches ``(F − 1)·s`` frames back and none ahead; chunks carry the same context
+    on both sides (a few unused frames ahead) so one layout serves both kinds of clip.
+    """
+    before = (data_cfg.num_frames - 1) * data_cfg.stride
+    return before if getattr(data_cfg, "causal", False) else before // 2
 
 
 # ------------------------------------------------------------------------------------------

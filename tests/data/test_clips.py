@@ -263,8 +263,33 @@ def test_clip_batch_to_device_keeps_everything():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     moved = clips.to(dev)
     for f in dataclasses.fields(clips):
-        assert torch.equal(getattr(moved, f.name).cpu(), getattr(clips, f.name))
+        value = getattr(clips, f.name)
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(getattr(moved, f.name).cpu(), value)
+        else:
+            assert getattr(moved, f.name) == value
     assert moved.centre.shape == (clips.num_clips, J, 3)
+
+
+def test_causal_clips_end_at_the_predicted_frame():
+    """A causal clip holds the predicted frame last and only its past: the same frames as a
+    centred clip of the same span shifted back, with edge replication at the start only."""
+    chunks = make_chunks(seed=9)
+    n = int(chunks["length"][0])
+    centres = torch.tensor([[0, 5, n - 1]])
+    one = {k: v[:1] for k, v in chunks.items()}
+    causal = C.cut_clips(one, 9, 2, centres, causal=True)
+    assert causal.centre_index == 8 and causal.causal
+    idx = C.gather_indices(one["length"], centres, 9, 2, causal=True)[0]
+    assert idx[:, -1].tolist() == [0, 5, n - 1]                       # predicted frame last
+    assert (idx <= centres[0][:, None]).all()                         # never a future frame
+    assert idx[1].tolist() == [0, 0, 0, 0, 0, 0, 1, 3, 5]             # replicated at the start
+    assert not causal.valid[1, :6].any() and causal.valid[1, 6:].all()
+    torch.testing.assert_close(causal.centre, causal.pose_3d[:, -1])
+    centred = C.cut_clips(one, 9, 2, centres - 8)                     # same span, centre 4 back
+    torch.testing.assert_close(causal.pose_2d[2], centred.pose_2d[2])
+    flipped = C.flip_clip_batch(causal)
+    assert flipped.causal and flipped.centre_index == 8
 
 
 def test_owned_centre_ranges_are_respected():

@@ -76,12 +76,14 @@ def test_finetune_epochs_report_loss_val_mpjpe_and_throughput():
     assert worker.progress.history[-1]["step"] == 4
 
 
-def test_validation_covers_each_frame_once():
-    """Owned centres: every valid frame of the val split is evaluated exactly once."""
+@pytest.mark.parametrize("causal", [False, True], ids=["centred", "causal"])
+def test_validation_covers_each_frame_once(causal):
+    """Owned centres: every valid frame of the val split is evaluated exactly once (a causal
+    clip reaches twice as far back, so its chunks carry more context)."""
     from raypose.data.clips import eval_clips
     from raypose.data.pipeline import local_batches
 
-    cfg = tiny_config("data.chunk_frames=64")
+    cfg = tiny_config("data.chunk_frames=64", f"data.causal={str(causal).lower()}")
     frames, clips_seen = 0, 0
     for chunks in local_batches(cfg.data, "val"):
         frames += int((chunks["centre_stop"] - chunks["centre_start"]).sum())
@@ -120,3 +122,17 @@ def test_progress_pings_only_when_the_console_asks(monkeypatch, capsys):
     monkeypatch.setenv(PINGS_ENV, "0")
     run_local(tiny_config("train.epochs=1"), "finetune")
     assert PROGRESS_TAG not in capsys.readouterr().out
+
+
+def test_causal_finetune_trains_and_its_checkpoint_lifts_online(tmp_path):
+    """data.causal through training (clips end at the predicted frame) to the checkpoint, which
+    inference then reads as a causal lifter."""
+    from raypose.infer import load_checkpoint
+
+    cfg = tiny_config("train.epochs=1", "data.causal=true")
+    reports = []
+    worker = run_local(cfg, "finetune", lambda w, e, m: reports.append(m))
+    assert math.isfinite(reports[-1]["val_mpjpe"]) and reports[-1]["val_mpjpe"] > 0
+    path = ck.write_checkpoint(tmp_path / "ft", worker.strategy, worker.progress, worker.cfg, "finetune")
+    lifter = load_checkpoint(str(path))
+    assert lifter.causal and lifter.num_frames == cfg.data.num_frames

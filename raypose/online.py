@@ -287,7 +287,8 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
     results = {tid: (np.array(sorted(f), np.int64), np.stack([f[k] for k in sorted(f)]).astype(np.float32))
                for tid, f in lifted.items()}
     latency = _merged(logs)
-    print(f"online: {latency['frames']:.0f} frames, {latency['delay_frames']:.0f} frames of delay "
+    lifted_frames = sum(len(f) for f, _ in results.values())
+    print(f"online: {lifted_frames} frames lifted, {latency['delay_frames']:.0f} frames of delay "
           f"({latency['delay_ms']:.0f} ms: {'causal' if lifter.causal else 'centred'} window), compute "
           f"{latency.get('compute_median_ms', 0):.1f} ms median / {latency.get('compute_p95_ms', 0):.1f} ms "
           "p95 per frame", flush=True)

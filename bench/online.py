@@ -47,9 +47,9 @@ def measure(lifter: infer.Lifter, det: Any, flip: bool, precision: str, repeats:
             return one
 
         start = time.perf_counter()
-        frames = sum(1 for _ in online.stream_tracks(online._replayed(det), make))
+        frames = sum(1 for _ in online.stream_tracks(online.replay_detections(det), make))
         wall = time.perf_counter() - start
-        stats = online._merged(logs)
+        stats = online.merged_latency(logs)
         stats["frames_per_s"] = frames / wall
         if best is None or stats["compute_median_ms"] < best["compute_median_ms"]:
             best = stats

@@ -219,16 +219,6 @@ class _TrackState:
 # the command's online mode (`raypose infer --online`)
 # --------------------------------------------------------------------------------------------
 
-def _replayed(det: Detections) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """A detections file frame by frame, as a detector would have delivered it."""
-    by_frame: dict[int, dict[str, np.ndarray]] = {}
-    for tid, track in det.tracks.items():
-        for f, kp in zip(track.frames.tolist(), track.keypoints):
-            by_frame.setdefault(int(f), {})[tid] = kp
-    for f in sorted(by_frame):
-        yield f, by_frame[f]
-
-
 def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[np.ndarray, np.ndarray]],
                                                    Optional[float], dict[str, float]]:
     """``raypose infer --online``: stream the input through one :class:`OnlineLifter` per person.
@@ -245,8 +235,10 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
         frames = _detected_live(source, det, args.max_frames)
     else:
         det = read_detections(source, args.layout)
+        if det.layout:
+            print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
         det.fps = args.fps or det.fps
-        frames = _replayed(det, args.max_frames)
+        frames = replay_detections(det, args.max_frames)
     if args.image_size:
         det.width, det.height = args.image_size
     fps = det.fps
@@ -286,7 +278,7 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
                   for tid, f in seen_2d.items() if tid in lifted}
     results = {tid: (np.array(sorted(f), np.int64), np.stack([f[k] for k in sorted(f)]).astype(np.float32))
                for tid, f in lifted.items()}
-    latency = _merged(logs)
+    latency = merged_latency(logs)
     lifted_frames = sum(len(f) for f, _ in results.values())
     print(f"online: {lifted_frames} frames lifted, {latency['delay_frames']:.0f} frames of delay "
           f"({latency['delay_ms']:.0f} ms: {'causal' if lifter.causal else 'centred'} window), compute "
@@ -295,7 +287,7 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
     return det, results, fps, latency
 
 
-def _replayed(det: Detections, max_frames: Optional[int] = None
+def replay_detections(det: Detections, max_frames: Optional[int] = None
               ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """A detections file frame by frame, as a detector would have delivered it."""
     by_frame: dict[int, dict[str, np.ndarray]] = {}
@@ -338,7 +330,7 @@ def _sink(path: Optional[str]) -> Iterator[Optional[Callable[[str], None]]]:
             yield write
 
 
-def _merged(logs: Sequence[LatencyLog]) -> dict[str, float]:
+def merged_latency(logs: Sequence[LatencyLog]) -> dict[str, float]:
     """One latency summary over every person's lifter."""
     if not logs:
         return LatencyLog(0, 0.0).summary()

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -91,20 +91,42 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
-def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None) -> Optional[str]:
+def latest_checkpoint(storage_path: str = "", stage: Optional[str] = None,
+                      exclude_models: Sequence[str] = ()) -> Optional[str]:
     """The newest raypose checkpoint directory under a local storage root (default
-    ``~/ray_results``, Ray's), optionally of one ``stage``; None when there is none."""
+    ``~/ray_results``, Ray's), optionally of one ``stage`` and not of a model named in
+    ``exclude_models``; None when there is none."""
     root = Path(os.path.expanduser(storage_path or "~/ray_results"))
     if storage_path.startswith("s3://") or not root.is_dir():
         return None
     found = []
     for meta in root.glob("*/checkpoint_*/" + META_FILE):
         try:
-            if stage is None or safe_load(meta).get("stage") == stage:
-                found.append((meta.stat().st_mtime, str(meta.parent)))
+            saved = safe_load(meta)
+            if stage is not None and saved.get("stage") != stage:
+                continue
+            if exclude_models and json.loads(saved["config_json"])["model"]["name"] in exclude_models:
+                continue
+            found.append((meta.stat().st_mtime, str(meta.parent)))
         except Exception:  # a foreign or half-deleted directory
             continue
     return max(found)[1] if found else None
+
+
+#: Models whose checkpoints do not lift 2D alone (Lifting by Image needs the image crops).
+NEEDS_IMAGES = ("image_lift",)
+
+
+def latest_lifter(storage_path: str = "") -> str:
+    """``--checkpoint latest``: the newest fine-tuning checkpoint that lifts 2D keypoints alone
+    (not a pretraining one, not Lifting by Image, which needs images); an error saying where it
+    looked when there is none."""
+    found = latest_checkpoint(storage_path, stage="finetune", exclude_models=NEEDS_IMAGES)
+    if found is None:
+        where = storage_path or "~/ray_results"
+        raise RayposeDataError(where, "--checkpoint latest: no fine-tuning checkpoint of a 2D lifter "
+                                      "here; run `raypose finetune` first or pass --storage-path")
+    return found
 
 
 def s3_filesystem(s3_endpoint: str = "") -> Any:

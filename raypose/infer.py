@@ -337,7 +337,11 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--input", required=True, help="2D keypoints (.json AlphaPose/COCO, .npz "
                    "VideoPose3D, .npy (T,17,2|3)) or a video (MediaPipe detection)")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint directory or URI from training (default: the shipped model)")
+                   help="checkpoint directory or URI from training, 'latest' (the newest "
+                        "fine-tuning run under --storage-path), or a .pt2 program (default: the "
+                        "shipped model)")
+    p.add_argument("--storage-path", default="",
+                   help="where --checkpoint latest looks (train.storage_path; default ~/ray_results)")
     p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"), default=None,
                    help="image width and height in pixels, where the input does not carry them")
     p.add_argument("--layout", default=None, help="joint layout of the 2D (coco17, h36m17, "
@@ -393,11 +397,16 @@ class Lifter(NamedTuple):
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "wild_lifter"
 
 
-def load_checkpoint(uri: Optional[str] = None, device: str = "cpu") -> Lifter:
+def load_checkpoint(uri: Optional[str] = None, device: str = "cpu", storage_path: str = "") -> Lifter:
     """The lifter of a fine-tuning checkpoint (no training package needed), or of a program
     from ``raypose export --format program`` (``.pt2``); the shipped model
-    (:data:`SHIPPED_CHECKPOINT`) when ``uri`` is None."""
-    from raypose.checkpoints import load_model, load_program
+    (:data:`SHIPPED_CHECKPOINT`) when ``uri`` is None; the newest fine-tuning run under
+    ``storage_path`` for ``'latest'``."""
+    from raypose.checkpoints import latest_lifter, load_model, load_program
+
+    if uri == "latest":
+        uri = latest_lifter(storage_path)
+        print(f"checkpoint: {uri} (the latest)", flush=True)
 
     if uri is None:
         if not (SHIPPED_CHECKPOINT / "model.pt").is_file():
@@ -448,7 +457,7 @@ def _lifter_for(args: argparse.Namespace, model: Optional[torch.nn.Module],
         return Lifter(model, num_frames, stride, None)
     if args.checkpoint is None:
         print(f"checkpoint: the shipped model ({SHIPPED_CHECKPOINT})", flush=True)
-    return load_checkpoint(args.checkpoint, args.device)
+    return load_checkpoint(args.checkpoint, args.device, getattr(args, "storage_path", ""))
 
 
 def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,

@@ -90,3 +90,29 @@ def test_raypose_export_program_lifts_real_detections_as_the_checkpoint_does(sha
     bogus.write_bytes(b"not a program")
     with pytest.raises(Exception, match="bogus.pt2.*torch.export"):
         infer.load_checkpoint(str(bogus))
+
+
+def test_latest_is_the_newest_2d_lifter(tmp_path):
+    """`--checkpoint latest` skips pretraining and Lifting-by-Image checkpoints (which need image
+    crops), even when they are newer, and says where it looked when nothing fits."""
+    import json
+    import os
+
+    from raypose import config
+    from raypose.errors import RayposeDataError
+
+    def meta(run: str, stage: str, model: str, mtime: float) -> str:
+        d = tmp_path / run / "checkpoint_000001"
+        d.mkdir(parents=True)
+        cfg = config.Config().with_overrides({"model.name": model})
+        torch.save({"stage": stage, "config_json": json.dumps(cfg.to_dict())}, d / checkpoints.META_FILE)
+        os.utime(d / checkpoints.META_FILE, (mtime, mtime))
+        return str(d)
+
+    with pytest.raises(RayposeDataError, match="no fine-tuning checkpoint of a 2D lifter"):
+        checkpoints.latest_lifter(str(tmp_path))
+    lifter = meta("lift", "finetune", "pstmo_s", 1000.0)
+    meta("pre", "pretrain", "pstmo_s", 2000.0)
+    meta("image", "finetune", "image_lift", 3000.0)
+    assert checkpoints.latest_lifter(str(tmp_path)) == lifter
+    assert checkpoints.latest_checkpoint(str(tmp_path)).startswith(str(tmp_path / "image"))

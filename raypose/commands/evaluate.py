@@ -45,13 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_checkpoint(checkpoint: str | None, storage_path: str) -> str:
     """``latest`` → the newest fine-tuning checkpoint; nothing → the shipped model."""
     if checkpoint == "latest":
-        from raypose.checkpoints import latest_checkpoint
+        from raypose.checkpoints import latest_lifter
 
-        found = latest_checkpoint(storage_path, stage="finetune")
-        if found is None:
-            raise RayposeError(f"--checkpoint latest: no fine-tuning checkpoint under {storage_path}; "
-                               "run `raypose finetune` first")
-        return found
+        return latest_lifter(storage_path)
     if checkpoint is None:
         from raypose.infer import SHIPPED_CHECKPOINT
 

@@ -19,7 +19,7 @@ import torch
 from raypose import skeleton
 from raypose.cameras import normalize_screen
 from raypose.data.clips import gather_indices
-from raypose.data.detections import Detections, Track, read_detections
+from raypose.data.detections import VIDEO_SUFFIXES, Detections, Track, read_detections
 from raypose.data.sources._common import resample_keypoints, resample_plan
 from raypose.errors import RayposeDataError
 
@@ -186,6 +186,12 @@ def fill_short_gaps(keypoints_2d: np.ndarray, max_gap: int,
     return kp
 
 
+def longest_tracks(tracks: Mapping[str, Track], n: int) -> dict[str, Track]:
+    """The ``n`` tracks with the most detected frames, ids and order kept (``--max-people``)."""
+    keep = set(sorted(tracks, key=lambda tid: -tracks[tid].num_frames)[:n])
+    return {tid: tr for tid, tr in tracks.items() if tid in keep}
+
+
 def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
     """A track over its whole frame range: frames between detections become all-missing rows
     (confidence 0), so windows keep real time spacing and the model sees the gaps as masked."""
@@ -343,6 +349,12 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    "halpe26, mediapipe33); when omitted: declared by the file, else by joint count, "
                    "and 17 joints (COCO-17 or H36M-17) detected from their geometry, or refused "
                    "when that is unclear")
+    p.add_argument("--max-people", type=int, default=None, metavar="N",
+                   help="keep the N people seen longest (default: every person: from a video, "
+                        "everyone tracked over at least 10 frames)")
+    p.add_argument("--single-person", action="store_true",
+                   help="video input: MediaPipe Pose's single-person tracker (one track over every "
+                        "frame, following whoever it locks on to) instead of every person")
     p.add_argument("--detector-python", default=None, help="python of an environment with "
                    "mediapipe==0.10.21, used for video input when mediapipe is not importable here")
     p.add_argument("--video", default=None, help="video to draw the 2D overlay on (for --render)")
@@ -428,8 +440,18 @@ def _decodable(video: str) -> Optional[str]:
 def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = None,
                   num_frames: Optional[int] = None, stride: int = 1) -> dict[str, Any]:
     """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``."""
+    max_people, single = getattr(args, "max_people", None), getattr(args, "single_person", False)
+    if max_people is not None and max_people < 1:
+        raise RayposeDataError(args.input, f"--max-people must be at least 1, got {max_people}")
+    is_video = Path(args.input).suffix.lower() in VIDEO_SUFFIXES
+    if single and not is_video:
+        raise RayposeDataError(args.input, "--single-person applies to video input; a detections "
+                                           "file already holds its tracks (--max-people 1 keeps the longest)")
+    video_kw = {"max_people": max_people, "single_person": single} if is_video else {}
     det: Detections = read_detections(args.input, args.layout,
-                                      detector_python=args.detector_python)
+                                      detector_python=args.detector_python, **video_kw)
+    if max_people is not None and not is_video:
+        det.tracks = longest_tracks(det.tracks, max_people)
     if det.layout:
         print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
     width, height = det.width, det.height

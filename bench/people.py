@@ -58,7 +58,11 @@ def picture(det, path: str, frame: int) -> Path:
     image = next(img for i, img in enumerate(iter_video_frames(det.video_path)) if i == frame)
     small = image[::2, ::2]                     # half size: a small PNG for the README
     kp2d = {tid: kp * np.array([0.5, 0.5, 1.0], np.float32) for tid, kp in kp2d.items()}
-    return viz.people_frame(small, kp2d, poses, path, title=f"frame {frame}: every person, tracked")
+    out = viz.people_frame(small, kp2d, poses, path, title=f"frame {frame}: every person, tracked")
+    from PIL import Image
+
+    Image.open(out).convert("RGB").quantize(colors=192).save(out, optimize=True)  # README-sized
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

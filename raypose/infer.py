@@ -259,6 +259,17 @@ def write_json(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndar
 _CAMERA_TO_YUP = np.diag([1.0, -1.0, -1.0])
 
 
+def write_2d(path: str | Path, det: Detections) -> Path:
+    """The 2D tracks as an AlphaPose results JSON (COCO-17 where MediaPipe landmarks are at
+    hand), which ``--input`` reads back: detect once, lift many times."""
+    from raypose.data.detections import to_alphapose_results
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_alphapose_results(det, det.extra.get("mediapipe33"))))
+    return path
+
+
 def write_bvh(path: str | Path, poses: np.ndarray, fps: float = 30.0, scale: float = 100.0,
               root_positions: Optional[np.ndarray] = None) -> Path:
     """BVH of a (T, 17, 3) sequence with a position channel triple on every joint.
@@ -357,6 +368,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "frame, following whoever it locks on to) instead of every person")
     p.add_argument("--detector-python", default=None, help="python of an environment with "
                    "mediapipe==0.10.21, used for video input when mediapipe is not importable here")
+    p.add_argument("--save-2d", default=None, metavar="JSON",
+                   help="also write the 2D tracks that were lifted (AlphaPose results JSON; from a "
+                        "video, the detections — lift them again later without detecting)")
     p.add_argument("--video", default=None, help="video to draw the 2D overlay on (for --render)")
     p.add_argument("--out", required=True, help="output .npz (track_<id>, frames_<id>)")
     p.add_argument("--json", nargs="?", const="", default=None,
@@ -477,6 +491,8 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     fps = fps or 30.0
     out = Path(args.out)
     written = {"npz": [str(write_npz(out, results))]}
+    if getattr(args, "save_2d", None):
+        written["2d"] = [str(write_2d(args.save_2d, det))]
     if args.json is not None:
         written["json"] = [str(write_json(_sibling(out, args.json, ".json"), results, fps))]
     if args.bvh is not None:

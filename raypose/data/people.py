@@ -173,14 +173,16 @@ def _mirror_index() -> np.ndarray:
 MIRROR33 = _mirror_index()
 
 
-def same_person(a: np.ndarray, b: np.ndarray, tolerance: float = 0.1) -> bool:
-    """Two (33, 3) poses are one person seen twice when their landmarks nearly coincide:
+def same_person(a: np.ndarray, b: np.ndarray, tolerance: float = 0.1,
+                mirror_index: np.ndarray = MIRROR33) -> bool:
+    """Two (K, 3) poses are one person seen twice when their landmarks nearly coincide:
     median distance under ``tolerance`` of the larger box's long side, either way round
-    (two tiles' landmarkers may disagree on which side is left). Box IoU alone would also
-    merge two people standing close; their landmarks differ."""
+    (two tiles' landmarkers may disagree on which side is left; ``mirror_index`` gives each
+    joint's counterpart). Box IoU alone would also merge two people standing close; their
+    landmarks differ."""
     size = max(np.ptp(pose_box(a).reshape(2, 2), axis=0).max(), np.ptp(pose_box(b).reshape(2, 2), axis=0).max())
     median = min(np.median(np.linalg.norm(a[:, :2] - b[order, :2], axis=-1))
-                 for order in (slice(None), MIRROR33))
+                 for order in (slice(None), mirror_index))
     return bool(median < tolerance * max(size, 1.0))
 
 
@@ -193,7 +195,8 @@ def containment(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def suppress_duplicates(poses: Sequence[np.ndarray], priority: Sequence[float],
-                        max_containment: float = 0.7) -> list[np.ndarray]:
+                        max_containment: float = 0.7, mirror_index: np.ndarray = MIRROR33
+                        ) -> list[np.ndarray]:
     """Keep one pose per person.
 
     A pose whose box lies mostly (``max_containment``) inside a larger pose's box is dropped
@@ -208,7 +211,7 @@ def suppress_duplicates(poses: Sequence[np.ndarray], priority: Sequence[float],
                         for j in range(len(poses)))]
     kept: list[np.ndarray] = []
     for i in sorted(whole, key=lambda i: -priority[i]):
-        if not any(same_person(poses[i], k) for k in kept):
+        if not any(same_person(poses[i], k, mirror_index=mirror_index) for k in kept):
             kept.append(poses[i])
     return kept
 
@@ -380,9 +383,10 @@ def compare_tracks(ours: Mapping[str, object], reference: Mapping[str, object], 
 
     Per reference frame, the reference person is matched to our nearest pose (mean distance
     over common joints, within ``match_px``); a reference track's *main* id is the id it matched
-    most. Reported per reference track: frames, coverage (matched frames / frames), mean and
-    median distance on the matched frames, and id switches (changes of the matched id between
-    consecutive matched frames).
+    most. Reported per reference track: frames, scored frames (where the reference has at least
+    4 joints at ``min_conf``), coverage (matched / scored frames), mean and median distance on
+    the matched frames, and id switches (changes of the matched id between consecutive matched
+    frames).
     """
     ours_by = {tid: _by_frame(t) for tid, t in ours.items()}
     report = {}
@@ -394,12 +398,13 @@ def compare_tracks(ours: Mapping[str, object], reference: Mapping[str, object], 
                        default=None)
             if best is not None and best[0] <= match_px:
                 matched.append((f, best[1], best[0]))
+        scored = sum(int((k[:, 2] >= min_conf).sum() >= 4) for k in ref.keypoints)
         ids = [tid for _, tid, _ in matched]
         distances = np.array([d for _, _, d in matched])
         main = max(set(ids), key=ids.count) if ids else None
         report[str(rid)] = {
-            "frames": len(ref.frames), "matched_frames": len(matched),
-            "coverage": round(len(matched) / max(len(ref.frames), 1), 3), "track": main,
+            "frames": len(ref.frames), "scored_frames": scored, "matched_frames": len(matched),
+            "coverage": round(len(matched) / max(scored, 1), 3), "track": main,
             "frames_on_main_track": ids.count(main) if main is not None else 0,
             "mean_px": round(float(distances.mean()), 2) if len(distances) else None,
             "median_px": round(float(np.median(distances)), 2) if len(distances) else None,

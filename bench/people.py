@@ -75,6 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     seconds = time.perf_counter() - started
     frames = det.extra["num_frames"]
     reference = read_detections(args.reference)
+    for tid, tr in list(reference.tracks.items()):       # only the frames that were detected
+        keep = tr.frames < frames
+        reference.tracks[tid] = type(tr)(tr.frames[keep], tr.keypoints[keep])
     report = {
         "video": Path(args.video).name, "frames": frames, "width": det.width, "height": det.height,
         "detect_and_track_s": round(seconds, 1), "ms_per_frame": round(1000 * seconds / frames, 1),

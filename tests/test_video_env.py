@@ -126,3 +126,17 @@ def test_every_person_in_the_video_is_tracked_and_lifted(shared_data, tmp_path):
     for r in report.values():
         assert r["id_switches"] == 0 and r["coverage"] > 0.8, report
         assert r["median_px"] < 8 and r["mean_px"] < 12, report
+
+
+def test_a_video_with_nobody_in_it_is_a_clear_error(shared_data, tmp_path):
+    """Frames of the demo with the people cut out (the top right: trees, a building, sky)."""
+    import imageio.v3 as iio
+
+    from raypose.data.people import detect_people
+    from raypose.errors import RayposeDataError
+
+    frames = [f[:480, 1300:] for _, f in zip(range(12), D.iter_video_frames(shared_data / "sports2d_demo" / "demo.mp4"))]
+    empty = tmp_path / "empty.mp4"
+    iio.imwrite(empty, np.stack(frames), fps=30)
+    with pytest.raises(RayposeDataError, match="nobody was tracked"):
+        detect_people(empty)

@@ -232,6 +232,7 @@ def detect_people_frames(frames: Iterable[np.ndarray], fps: float, options: Peop
     tiles: list[Tile] = []
     landmarkers: list = []
     size = (0, 0)
+    timestamp_ms = -1
     try:
         for n, frame in enumerate(frames):
             if not tiles:
@@ -239,7 +240,8 @@ def detect_people_frames(frames: Iterable[np.ndarray], fps: float, options: Peop
                 tiles = square_tiles(*size, overlap=options.tile_overlap)
                 per_tile = POSES_PER_TILE if options.max_people is None else min(POSES_PER_TILE, options.max_people)
                 landmarkers = [_landmarker(per_tile, options.min_detection_confidence) for _ in tiles]
-            timestamp_ms = int(round(n * 1000.0 / fps))
+            # video mode wants strictly increasing milliseconds, also above 1,000 fps
+            timestamp_ms = max(int(round(n * 1000.0 / fps)), timestamp_ms + 1)
             poses, priority = [], []
             for tile, landmarker in zip(tiles, landmarkers):
                 crop = np.ascontiguousarray(frame[tile.y0:tile.y0 + tile.side, tile.x0:tile.x0 + tile.side, :3])
@@ -341,18 +343,22 @@ def detect_people(path: str | Path, max_people: Optional[int] = None, max_frames
     options = options or PeopleOptions()
     if max_people is not None:
         options = replace(options, max_people=max_people)
-    fps = D.video_fps(path) or 30.0
+    fps = D.video_fps(path)
     frames = D.iter_video_frames(path)
     if max_frames is not None:
         frames = islice(frames, max_frames)
     with D._native_stderr_filtered(D.MEDIAPIPE_HARMLESS + TASKS_HARMLESS):
-        per_frame, (width, height) = detect_people_frames(frames, fps, options, path)
+        per_frame, (width, height) = detect_people_frames(frames, fps or 30.0, options, path)
     tracks = select_tracks(link_tracks(per_frame, options.max_gap, options.min_iou, options.max_shift,
                                        options.min_frames),
                            options.min_frames, options.max_people)
+    if not tracks:
+        raise RayposeDataError(path, f"nobody was tracked over at least {options.min_frames} of its "
+                                     f"{len(per_frame)} frames (MediaPipe found no person, or only "
+                                     "briefly); --single-person lifts whatever one-person detection gives")
     out = {str(i): D.Track(frames, D.to_h36m(poses, "mediapipe33", path)) for i, (frames, poses) in enumerate(tracks)}
     landmarks = {str(i): poses for i, (_, poses) in enumerate(tracks)}
-    return D.Detections(out, width, height, D.video_fps(path), str(path), str(path),
+    return D.Detections(out, width, height, fps, str(path), str(path),
                         extra={"mediapipe33": landmarks, "num_frames": len(per_frame)})
 
 

@@ -391,19 +391,27 @@ def compare_tracks(ours: Mapping[str, object], reference: Mapping[str, object], 
     over common joints, within ``match_px``); a reference track's *main* id is the id it matched
     most. Reported per reference track: frames, scored frames (where the reference has at least
     4 joints at ``min_conf``), coverage (matched / scored frames), mean and median distance on
-    the matched frames, and id switches (changes of the matched id between consecutive matched
-    frames).
+    the matched frames, id switches (changes of the matched id between consecutive matched
+    frames), and the unmatched frames that would match with our left and right swapped (the two
+    detectors disagree on which side is which; not counted as matched).
     """
+    from raypose.skeleton import FLIP_PERMUTATION
+
+    mirror = list(FLIP_PERMUTATION)
     ours_by = {tid: _by_frame(t) for tid, t in ours.items()}
     report = {}
     for rid, ref in reference.items():
         matched: list[tuple[int, str, float]] = []
+        swapped = 0
         for f, theirs in _by_frame(ref).items():
+            here = [poses[f] for poses in ours_by.values() if f in poses]
             best = min(((d, tid) for tid, poses in ours_by.items() if f in poses
                         for d in [_frame_distance(poses[f], theirs, min_conf)] if np.isfinite(d)),
                        default=None)
             if best is not None and best[0] <= match_px:
                 matched.append((f, best[1], best[0]))
+            elif any(_frame_distance(pose[mirror], theirs, min_conf) <= match_px for pose in here):
+                swapped += 1
         scored = sum(int((k[:, 2] >= min_conf).sum() >= 4) for k in ref.keypoints)
         ids = [tid for _, tid, _ in matched]
         distances = np.array([d for _, _, d in matched])
@@ -415,5 +423,6 @@ def compare_tracks(ours: Mapping[str, object], reference: Mapping[str, object], 
             "mean_px": round(float(distances.mean()), 2) if len(distances) else None,
             "median_px": round(float(np.median(distances)), 2) if len(distances) else None,
             "id_switches": int(sum(a != b for a, b in zip(ids, ids[1:]))),
+            "left_right_swapped_frames": swapped,
         }
     return report

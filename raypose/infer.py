@@ -19,7 +19,7 @@ import torch
 from raypose import skeleton
 from raypose.cameras import normalize_screen
 from raypose.data.clips import gather_indices
-from raypose.data.detections import Detections, Track, read_detections
+from raypose.data.detections import VIDEO_SUFFIXES, Detections, Track, read_detections
 from raypose.data.sources._common import resample_keypoints, resample_plan
 from raypose.errors import RayposeDataError
 
@@ -187,6 +187,12 @@ def fill_short_gaps(keypoints_2d: np.ndarray, max_gap: int,
     return kp
 
 
+def longest_tracks(tracks: Mapping[str, Track], n: int) -> dict[str, Track]:
+    """The ``n`` tracks with the most detected frames, ids and order kept (``--max-people``)."""
+    keep = set(sorted(tracks, key=lambda tid: -tracks[tid].num_frames)[:n])
+    return {tid: tr for tid, tr in tracks.items() if tid in keep}
+
+
 def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
     """A track over its whole frame range: frames between detections become all-missing rows
     (confidence 0), so windows keep real time spacing and the model sees the gaps as masked."""
@@ -252,6 +258,17 @@ def write_json(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndar
 
 #: Camera frame (y down, z forward) → BVH's usual Y-up frame: a 180° turn about x.
 _CAMERA_TO_YUP = np.diag([1.0, -1.0, -1.0])
+
+
+def write_2d(path: str | Path, det: Detections) -> Path:
+    """The 2D tracks as an AlphaPose results JSON (COCO-17 where MediaPipe landmarks are at
+    hand), which ``--input`` reads back: detect once, lift many times."""
+    from raypose.data.detections import to_alphapose_results
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_alphapose_results(det, det.extra.get("mediapipe33"))))
+    return path
 
 
 def write_bvh(path: str | Path, poses: np.ndarray, fps: float = 30.0, scale: float = 100.0,
@@ -348,8 +365,17 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    "halpe26, mediapipe33); when omitted: declared by the file, else by joint count, "
                    "and 17 joints (COCO-17 or H36M-17) detected from their geometry, or refused "
                    "when that is unclear")
+    p.add_argument("--max-people", type=int, default=None, metavar="N",
+                   help="keep the N people seen longest (default: every person: from a video, "
+                        "everyone tracked over at least 10 frames)")
+    p.add_argument("--single-person", action="store_true",
+                   help="video input: MediaPipe Pose's single-person tracker (one track over every "
+                        "frame, following whoever it locks on to) instead of every person")
     p.add_argument("--detector-python", default=None, help="python of an environment with "
                    "mediapipe==0.10.21, used for video input when mediapipe is not importable here")
+    p.add_argument("--save-2d", default=None, metavar="JSON",
+                   help="also write the 2D tracks that were lifted (AlphaPose results JSON; from a "
+                        "video, the detections — lift them again later without detecting)")
     p.add_argument("--video", default=None, help="video to draw the 2D overlay on (for --render)")
     p.add_argument("--out", required=True, help="output .npz (track_<id>, frames_<id>)")
     p.add_argument("--json", nargs="?", const="", default=None,
@@ -465,6 +491,13 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``.
     With ``--online`` frames are lifted as they arrive (:mod:`raypose.online`)."""
     extra: dict[str, Any] = {}
+    max_people, single = getattr(args, "max_people", None), getattr(args, "single_person", False)
+    if max_people is not None and max_people < 1:
+        raise RayposeDataError(args.input, f"--max-people must be at least 1, got {max_people}")
+    is_video = Path(args.input).suffix.lower() in VIDEO_SUFFIXES
+    if single and not is_video:
+        raise RayposeDataError(args.input, "--single-person applies to video input; a detections "
+                                           "file already holds its tracks (--max-people 1 keeps the longest)")
     if getattr(args, "online", False):
         from raypose.online import lift_online
 
@@ -472,7 +505,10 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
         det, results, fps, extra["latency"] = lift_online(args, lifter)
         width, height = det.width, det.height
     else:
-        det = read_detections(args.input, args.layout, detector_python=args.detector_python)
+        video_kw = {"max_people": max_people, "single_person": single} if is_video else {}
+        det = read_detections(args.input, args.layout, detector_python=args.detector_python, **video_kw)
+        if max_people is not None and not is_video:
+            det.tracks = longest_tracks(det.tracks, max_people)
         if det.layout:
             print(f"layout: {det.layout} ({det.layout_reason})", flush=True)
         width, height = det.width, det.height
@@ -494,6 +530,8 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     fps = fps or 30.0
     out = Path(args.out)
     written = {"npz": [str(write_npz(out, results))]}
+    if getattr(args, "save_2d", None):
+        written["2d"] = [str(write_2d(args.save_2d, det))]
     if args.json is not None:
         written["json"] = [str(write_json(_sibling(out, args.json, ".json"), results, fps))]
     if args.bvh is not None:

@@ -237,6 +237,45 @@ def contact_sheet(poses: np.ndarray, path: str | Path, n: int = 8, cols: int = 4
         plt.close(fig)
 
 
+def people_frame(image: np.ndarray, keypoints_2d: Mapping[str, np.ndarray],
+                 poses: Mapping[str, np.ndarray], path: str | Path, title: str = "",
+                 size: float = 4.0, dpi: int = 90, elev: float = 10.0, azim: float = -70.0) -> Path:
+    """One video frame with every person's 2D skeleton and id, and each person's 3D beside it.
+
+    ``keypoints_2d`` and ``poses`` map track ids to one (17, 3) pose each (H36M-17 pixels +
+    confidence; metres); a picture of several people at once, where :func:`render_sequence`
+    draws one track per video.
+    """
+    ids = list(poses)
+    aspect = image.shape[1] / image.shape[0]
+    ratios = [aspect] + [1.0] * len(ids)
+    fig = plt.figure(figsize=(size * sum(ratios), size), dpi=dpi)
+    try:
+        grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios, left=0.01, right=0.99,
+                                bottom=0.02, top=0.9, wspace=0.02)
+        ax2 = fig.add_subplot(grid[0, 0])
+        ax2.imshow(image)
+        for tid, kp in keypoints_2d.items():
+            draw_skeleton_2d(ax2, kp, conf_threshold=0.3, linewidth=1.5)
+            seen = kp[kp[:, 2] > 0.3, :2]
+            if len(seen):
+                ax2.text(seen[:, 0].mean(), seen[:, 1].min() - 15, f"person {tid}", color="white",
+                         fontsize=9, ha="center", va="bottom",
+                         bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "lw": 0})
+        ax2.set_axis_off()
+        ax2.set_title(title or "2D", fontsize=9)
+        for k, tid in enumerate(ids):
+            ax3 = fig.add_subplot(grid[0, k + 1], projection="3d")
+            ax3.view_init(elev=elev, azim=azim)
+            draw_skeleton_3d(ax3, poses[tid], title=f"person {tid}, 3D")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        return path
+    finally:
+        plt.close(fig)
+
+
 def _save(fig, path: str | Path) -> Path:
     """Lay out and write a figure, creating its folder."""
     fig.tight_layout()

@@ -13,6 +13,7 @@ from torch import nn
 
 from raypose import infer, metrics, models, skeleton
 from raypose.data.detections import Track, read_detections, to_h36m
+from raypose.errors import RayposeDataError
 from tests.data.formats import read_position_bvh
 
 torch.set_num_threads(1)
@@ -242,6 +243,23 @@ def test_real_sports2d_json_lifts_two_tracks(model, shared_data, tmp_path):
         tr = det.tracks[tid]
         assert frames[0] == tr.frames[0] and frames[-1] == tr.frames[-1]
         assert poses.shape == (len(frames), 17, 3) and np.isfinite(poses).all()
+
+
+def test_max_people_keeps_the_longest_track_of_a_detections_file(model, shared_data, tmp_path):
+    """--max-people N applies to any input (the N tracks seen longest); --single-person is a
+    video detector's choice and is refused for a file that already holds its tracks."""
+    src = shared_data / "sports2d_demo" / "detections_coco17.json"
+    parser = infer.add_infer_arguments(argparse.ArgumentParser())
+    saved = tmp_path / "kept.json"
+    res = infer.infer_command(parser.parse_args(
+        ["--input", str(src), "--out", str(tmp_path / "o.npz"), "--max-people", "1",
+         "--save-2d", str(saved)]), model=model, num_frames=NUM_FRAMES)
+    assert set(res["results"]) == {"0"}                     # 205 detected frames against 159
+    again = read_detections(saved)
+    assert set(again.tracks) == {"0"} and again.tracks["0"].num_frames == 205
+    with pytest.raises(RayposeDataError, match="--single-person applies to video input"):
+        infer.infer_command(parser.parse_args(["--input", str(src), "--out", str(tmp_path / "p.npz"),
+                                               "--single-person"]), model=model, num_frames=NUM_FRAMES)
 
 
 def test_cli_dispatch_reaches_the_checkpoint_loader(tmp_path, capsys):

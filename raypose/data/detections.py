@@ -2,7 +2,8 @@
 
 Inference starts from whatever a 2D detector wrote: an AlphaPose / COCO results JSON (one entry
 per person per frame, with a track id), a VideoPose3D "custom dataset" npz, a plain (T, 17, 2|3)
-npy, or a video that MediaPipe's bundled pose model detects here. Every reader returns the same
+npy, or a video that MediaPipe's bundled pose models detect here (every person, tracked:
+:mod:`raypose.data.people`; or one person with ``single_person``). Every reader returns the same
 :class:`Detections` so the lifter never cares where the 2D came from. Joints are mapped to
 H36M-17 with :mod:`raypose.skeleton` mappings (derived joints are only as confident as their
 least confident source); a missing detection is confidence 0, never a fake coordinate.
@@ -292,7 +293,10 @@ def read_npy(path: str | Path, layout: Optional[str] = None) -> Detections:
 def read_detections(path: str | Path, layout: Optional[str] = None,
                     detector_python: Optional[str] = None, **video_kw) -> Detections:
     """Dispatch on the suffix: .json, .npz, .npy, or a video (MediaPipe detection, in this
-    process when mediapipe imports, else with ``detector_python`` in a subprocess)."""
+    process when mediapipe imports, else with ``detector_python`` in a subprocess).
+
+    A video yields every person found, tracked (``max_people`` caps them); ``single_person=True``
+    is MediaPipe Pose's own single-person tracker instead (one track over every frame)."""
     p = Path(path)
     if not p.exists():
         raise RayposeDataError(p, "no such file")
@@ -306,9 +310,21 @@ def read_detections(path: str | Path, layout: Optional[str] = None,
     if suffix in VIDEO_SUFFIXES:
         if detector_python and not _has_mediapipe():
             return detect_video_subprocess(p, detector_python, **video_kw)
-        return detect_video(p, **video_kw)
+        return detect_video_any(p, **video_kw)
     raise RayposeDataError(p, f"unknown input type {suffix!r}: expected .json, .npz, .npy or a video "
                               f"({', '.join(VIDEO_SUFFIXES)})")
+
+
+def detect_video_any(path: str | Path, single_person: bool = False, max_people: Optional[int] = None,
+                     max_frames: Optional[int] = None) -> Detections:
+    """Every person (:func:`raypose.data.people.detect_people`), or one with MediaPipe Pose."""
+    if single_person:
+        if max_people not in (None, 1):
+            raise RayposeDataError(path, f"single-person detection finds one person, not max_people={max_people}")
+        return detect_video(path, max_frames=max_frames)
+    from raypose.data.people import detect_people
+
+    return detect_people(path, max_people=max_people, max_frames=max_frames)
 
 
 def _has_mediapipe() -> bool:
@@ -318,7 +334,7 @@ def _has_mediapipe() -> bool:
 
 
 def detect_video_subprocess(path: str | Path, python: str, max_frames: Optional[int] = None,
-                            **_: object) -> Detections:
+                            single_person: bool = False, max_people: Optional[int] = None) -> Detections:
     """Run :func:`main` under another interpreter (the detector environment) and read its JSON.
 
     Only numpy, imageio and mediapipe are needed there: this module imports nothing else of
@@ -334,6 +350,10 @@ def detect_video_subprocess(path: str | Path, python: str, max_frames: Optional[
         cmd = [python, "-m", "raypose.data.detections", str(path), str(out)]
         if max_frames is not None:
             cmd += ["--max-frames", str(max_frames)]
+        if max_people is not None:
+            cmd += ["--max-people", str(max_people)]
+        if single_person:
+            cmd.append("--single-person")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
@@ -563,14 +583,18 @@ def _landmarks_to_array(landmarks, width: int, height: int) -> np.ndarray:
     return out
 
 
-def to_alphapose_results(detections: Detections, layout_points: Optional[np.ndarray] = None
-                         ) -> dict:
+def to_alphapose_results(detections: Detections,
+                         layout_points: Optional[np.ndarray | dict[str, np.ndarray]] = None) -> dict:
     """Detections → an AlphaPose-style results document (COCO-17 keypoints when MediaPipe
-    landmarks are at hand, else the H36M-17 points with ``keypoint_format: h36m17``)."""
+    landmarks are at hand — one array for a single track, or a dict by track id — else the
+    H36M-17 points with ``keypoint_format: h36m17``)."""
     results = []
-    coco = layout_points[..., list(MEDIAPIPE33_TO_COCO17_INDEX), :] if layout_points is not None else None
+    if layout_points is not None and not isinstance(layout_points, dict):
+        layout_points = {tid: layout_points for tid in detections.tracks}
+    coco = None if layout_points is None else {
+        tid: pts[..., list(MEDIAPIPE33_TO_COCO17_INDEX), :] for tid, pts in layout_points.items()}
     for tid, tr in detections.tracks.items():
-        pts = coco if coco is not None else tr.keypoints
+        pts = coco[tid] if coco is not None else tr.keypoints
         for i, f in enumerate(tr.frames):
             if (pts[i, :, 2] > 0).any():
                 results.append({"image_id": int(f), "category_id": 1,
@@ -590,11 +614,13 @@ def main(argv: Optional[Iterable[str]] = None) -> None:
     parser.add_argument("video")
     parser.add_argument("out")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--max-people", type=int, default=None)
+    parser.add_argument("--single-person", action="store_true")
     args = parser.parse_args(None if argv is None else list(argv))
-    det = detect_video(args.video, max_frames=args.max_frames)
+    det = detect_video_any(args.video, args.single_person, args.max_people, args.max_frames)
     doc = to_alphapose_results(det, det.extra.get("mediapipe33"))
     Path(args.out).write_text(json.dumps(doc))
-    print(f"{args.out}: {len(doc['results'])} detections in {det.tracks['0'].num_frames} frames")
+    print(f"{args.out}: {len(doc['results'])} detections, {len(det.tracks)} track(s)")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def test_video_needs_the_extra_or_detects(shared_data):
 def test_video_detector_subprocess(shared_data, tmp_path):
     """Detection in a separate interpreter (the fallback for environments that keep numpy 2):
     a failing one is a clear error; a MediaPipe environment — this one with the video extra, or
-    RAYPOSE_DETECTOR_PYTHON — yields one track over the video's frames."""
+    RAYPOSE_DETECTOR_PYTHON — finds the one person in the first 30 frames (the second walks
+    in at frame 39), tracked."""
     import os
     import sys
 

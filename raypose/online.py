@@ -223,16 +223,29 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
                                                    Optional[float], dict[str, float]]:
     """``raypose infer --online``: stream the input through one :class:`OnlineLifter` per person.
 
-    A video (or ``camera:N``) is detected frame by frame as it is decoded; a 2D file is replayed
-    in frame order. Returns the 2D seen (as :class:`Detections`, for the writers and renders),
-    ``{id: (frames, poses)}``, the frame rate and the latency summary (also printed).
+    A video (or ``camera:N``) is detected frame by frame as it is decoded — every person
+    (:mod:`raypose.data.people`, tracked as the frames come) or one with ``--single-person`` —
+    and a 2D file is replayed in frame order. A video's person is published (ids "0", "1", … in
+    that order) once tracked for ``PeopleOptions.min_frames`` frames, as offline drops shorter
+    tracks; their 3D is lifted from their first frame all the same. ``--max-people N`` keeps the
+    first N people published. Returns the 2D seen (as :class:`Detections`, for the writers and
+    renders), ``{id: (frames, poses)}``, the frame rate and the latency summary (also printed).
     """
     source = str(args.input)
     live = is_camera(source) or Path(source).suffix.lower() in VIDEO_SUFFIXES
+    max_people = getattr(args, "max_people", None)
+    confirm_after, renumber = 1, False
     if live:
         det = Detections({}, None, None, args.fps or video_fps(source), source,
                          None if is_camera(source) else source)
-        frames = _detected_live(source, det, args.max_frames)
+        if getattr(args, "single_person", False):
+            frames = _detected_live(source, det, args.max_frames)
+        else:
+            from raypose.data.people import PeopleOptions
+
+            options = PeopleOptions(max_people=max_people)
+            confirm_after, renumber = options.min_frames, True
+            frames = _people_live(source, det, args.max_frames, options)
     else:
         det = read_detections(source, args.layout)
         if det.layout:
@@ -265,17 +278,29 @@ def lift_online(args: Any, lifter: Lifter) -> tuple[Detections, dict[str, tuple[
                 seen_2d.setdefault(tid, {})[n] = kp
             yield n, people
 
+    public: dict[str, str] = {}                      # stream id → published id
+    held: dict[str, list[tuple[int, np.ndarray]]] = {}
     lifted: dict[str, dict[int, np.ndarray]] = {}
     with _sink(getattr(args, "stream_out", None)) as write_line:
-        for n, tid, pose in stream_tracks(recorded(), make):
+        def emit(tid: str, n: int, pose: np.ndarray) -> None:
             lifted.setdefault(tid, {})[n] = pose
             if write_line is not None:
                 write_line(json.dumps({"frame": n, "track": tid,
                                        "joints_3d": np.round(pose.astype(np.float64), 4).tolist()}))
+
+        for n, tid, pose in stream_tracks(recorded(), make):
+            if tid not in public:
+                if len(seen_2d[tid]) < confirm_after or (max_people is not None and len(public) >= max_people):
+                    held.setdefault(tid, []).append((n, pose))      # not (yet) a person to publish
+                    continue
+                public[tid] = str(len(public)) if renumber else tid
+                for m, earlier in held.pop(tid, []):
+                    emit(public[tid], m, earlier)
+            emit(public[tid], n, pose)
     if not lifted:
         raise RayposeDataError(source, "nobody was detected in the stream")
-    det.tracks = {tid: Track(np.array(sorted(f), np.int64), np.stack([f[k] for k in sorted(f)]))
-                  for tid, f in seen_2d.items() if tid in lifted}
+    det.tracks = {public[tid]: Track(np.array(sorted(f), np.int64), np.stack([f[k] for k in sorted(f)]))
+                  for tid, f in seen_2d.items() if tid in public}
     results = {tid: (np.array(sorted(f), np.int64), np.stack([f[k] for k in sorted(f)]).astype(np.float32))
                for tid, f in lifted.items()}
     latency = merged_latency(logs)
@@ -311,6 +336,26 @@ def _detected_live(source: str, det: Detections, max_frames: Optional[int]
             det.width, det.height = frame.width, frame.height
         kp = frame.h36m
         yield frame.index, ({} if kp is None else {"0": kp})
+
+
+def _people_live(source: str, det: Detections, max_frames: Optional[int], options: Any
+                 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Every person on each frame as it is decoded, linked to tracks as the frames come."""
+    from itertools import islice
+
+    from raypose.data import detections as D
+    from raypose.data.people import TASKS_HARMLESS, TrackLinker, iter_people_frames
+
+    linker = TrackLinker(options.max_gap, options.min_iou, options.max_shift, options.min_frames)
+    frames = D.iter_video_frames(source)
+    if max_frames is not None:
+        frames = islice(frames, max_frames)
+    with D._native_stderr_filtered(D.MEDIAPIPE_HARMLESS + TASKS_HARMLESS):
+        for n, (poses, size) in enumerate(iter_people_frames(frames, det.fps or 30.0, options, source)):
+            if not det.width:
+                det.width, det.height = size
+            yield n, {str(index): D.to_h36m(pose[None], "mediapipe33", source)[0]
+                      for index, pose in linker.update(poses)}
 
 
 @contextmanager

@@ -153,3 +153,10 @@ def test_infer_online_on_real_detections_matches_offline(model, tmp_path):
     assert np.asarray(rows[0]["joints_3d"]).shape == (17, 3)
     saved = np.load(tmp_path / "on.npz")
     assert {f"track_{t}" for t in on["results"]} <= set(saved.files)
+
+
+def test_infer_online_max_people_keeps_the_first_published(model, tmp_path):
+    source = SHARED / "sports2d_demo" / "detections_coco17.json"
+    one = infer.infer_command(_args(input=source, out=tmp_path / "one.npz", online=True, max_people=1,
+                                    fill_gaps=0, no_flip=True), model, NUM_FRAMES)
+    assert list(one["results"]) == ["0"]

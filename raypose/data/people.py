@@ -22,7 +22,7 @@ import functools
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -223,12 +223,14 @@ def _tile_poses(result, tile: Tile) -> list[np.ndarray]:
             for landmarks in result.pose_landmarks]
 
 
-def detect_people_frames(frames: Iterable[np.ndarray], fps: float, options: PeopleOptions,
-                         path: object = "video") -> tuple[list[list[np.ndarray]], tuple[int, int]]:
-    """Every person in every frame: a list per frame of (33, 3) poses, and (width, height)."""
+def iter_people_frames(frames: Iterable[np.ndarray], fps: float, options: PeopleOptions,
+                       path: object = "video") -> Iterator[tuple[list[np.ndarray], tuple[int, int]]]:
+    """Every person in each frame as the frames arrive: the (33, 3) poses and (width, height).
+
+    Online lifting consumes this directly; :func:`detect_people_frames` collects it.
+    """
     import mediapipe as mp
 
-    per_frame: list[list[np.ndarray]] = []
     tiles: list[Tile] = []
     landmarkers: list = []
     size = (0, 0)
@@ -249,10 +251,19 @@ def detect_people_frames(frames: Iterable[np.ndarray], fps: float, options: Peop
                 for pose in _tile_poses(landmarker.detect_for_video(image, timestamp_ms), tile):
                     poses.append(pose)
                     priority.append(_edge_margin(pose, tile) + 0.01 * float(pose[:, 2].mean()))
-            per_frame.append(suppress_duplicates(poses, priority))
+            yield suppress_duplicates(poses, priority), size
     finally:
         for landmarker in landmarkers:
             landmarker.close()
+
+
+def detect_people_frames(frames: Iterable[np.ndarray], fps: float, options: PeopleOptions,
+                         path: object = "video") -> tuple[list[list[np.ndarray]], tuple[int, int]]:
+    """Every person in every frame: a list per frame of (33, 3) poses, and (width, height)."""
+    per_frame: list[list[np.ndarray]] = []
+    size = (0, 0)
+    for poses, size in iter_people_frames(frames, fps, options, path):
+        per_frame.append(poses)
     if not per_frame:
         raise RayposeDataError(path, "the video has no frames")
     return per_frame, size
@@ -285,9 +296,8 @@ def _greedy(scores: Sequence[tuple[tuple, int, int]], taken_t: set, taken_p: set
     return pairs
 
 
-def link_tracks(per_frame: Sequence[Sequence[np.ndarray]], max_gap: int = 15, min_iou: float = 0.3,
-                max_shift: float = 1.0, confirmed: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Poses per frame → tracks ``(frames (T,), poses (T, K, 3))`` in order of first appearance.
+class TrackLinker:
+    """Poses frame by frame → track indices, as the frames arrive (see :func:`link_tracks`).
 
     Greedy association against each track's last pose: first by keypoint-box IoU (at least
     ``min_iou``), then the tracks and poses left over by centre distance (at most
@@ -297,25 +307,53 @@ def link_tracks(per_frame: Sequence[Sequence[np.ndarray]], max_gap: int = 15, mi
     least ``confirmed`` frames chooses before younger ones, so a passing duplicate or false
     alarm does not take over a person's id.
     """
-    tracks: list[_OpenTrack] = []
-    for f, poses in enumerate(per_frame):
-        alive = [t for t in tracks if f - t.frames[-1] <= max_gap + 1]
-        last = [pose_box(t.poses[-1]) for t in alive]
+
+    def __init__(self, max_gap: int = 15, min_iou: float = 0.3, max_shift: float = 1.0,
+                 confirmed: int = 10):
+        self.max_gap, self.min_iou, self.max_shift, self.confirmed = max_gap, min_iou, max_shift, confirmed
+        self.tracks: list[_OpenTrack] = []
+        self.frame = -1
+
+    def update(self, poses: Sequence[np.ndarray]) -> list[tuple[int, np.ndarray]]:
+        """The next frame's poses → ``(track index, pose)`` for each (new tracks get new indices)."""
+        self.frame = f = self.frame + 1
+        alive = [(i, t) for i, t in enumerate(self.tracks) if f - t.frames[-1] <= self.max_gap + 1]
+        last = [pose_box(t.poses[-1]) for _, t in alive]
         boxes = [pose_box(p) for p in poses]
         taken_t: set = set()
         taken_p: set = set()
-        sure = [len(t.frames) >= confirmed for t in alive]
+        sure = [len(t.frames) >= self.confirmed for _, t in alive]
         overlap = [((sure[ti], iou), ti, pi) for ti, a in enumerate(last) for pi, b in enumerate(boxes)
-                   for iou in [box_iou(a, b)] if iou >= min_iou]
+                   for iou in [box_iou(a, b)] if iou >= self.min_iou]
         pairs = _greedy(overlap, taken_t, taken_p)
         near = [((sure[ti], -shift), ti, pi) for ti, a in enumerate(last) for pi, b in enumerate(boxes)
-                for shift in [_centre_shift(a, b)] if shift <= max_shift]
+                for shift in [_centre_shift(a, b)] if shift <= self.max_shift]
         pairs += _greedy(near, taken_t, taken_p)
+        out = []
         for ti, pi in pairs:
-            alive[ti].frames.append(f)
-            alive[ti].poses.append(poses[pi])
-        tracks += [_OpenTrack([f], [p]) for pi, p in enumerate(poses) if pi not in taken_p]
-    return [(np.asarray(t.frames, np.int64), np.stack(t.poses).astype(np.float32)) for t in tracks]
+            index, track = alive[ti]
+            track.frames.append(f)
+            track.poses.append(poses[pi])
+            out.append((index, poses[pi]))
+        for pi, p in enumerate(poses):
+            if pi not in taken_p:
+                self.tracks.append(_OpenTrack([f], [p]))
+                out.append((len(self.tracks) - 1, p))
+        return out
+
+    def seen(self, index: int) -> int:
+        """Frames track ``index`` was seen in so far."""
+        return len(self.tracks[index].frames)
+
+
+def link_tracks(per_frame: Sequence[Sequence[np.ndarray]], max_gap: int = 15, min_iou: float = 0.3,
+                max_shift: float = 1.0, confirmed: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Poses per frame → tracks ``(frames (T,), poses (T, K, 3))`` in order of first appearance
+    (:class:`TrackLinker` over the whole video)."""
+    linker = TrackLinker(max_gap, min_iou, max_shift, confirmed)
+    for poses in per_frame:
+        linker.update(poses)
+    return [(np.asarray(t.frames, np.int64), np.stack(t.poses).astype(np.float32)) for t in linker.tracks]
 
 
 def select_tracks(tracks: Sequence[tuple[np.ndarray, np.ndarray]], min_frames: int,

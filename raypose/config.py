@@ -216,6 +216,10 @@ class ModelConfig:
     fusion: str = "mul"
     #: Extra keyword arguments passed to the registry builder.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A trajectory head beside the pose (fine-tuning; pstmo, pstmo_s, window_mlp): the predicted
+    #: frame's camera-space root position, trained by ``loss.trajectory`` on data with root
+    #: positions (world-frame 3D: mocap through the rig, H36M); inference then also outputs it.
+    trajectory: bool = False
 
     def __post_init__(self) -> None:
         _check(self.dim > 0 and self.dim % self.heads == 0,
@@ -265,6 +269,9 @@ class LossConfig:
     rec_3d: float = 0.0
     #: Reconstruction loss on masked positions only (MAE) instead of all frames.
     masked_only: bool = False
+    #: Trajectory head (``model.trajectory``): root position error weighted by 1/depth
+    #: (VideoPose3D), in the unit-focal frame (:func:`raypose.cameras.root_to_screen_depth`).
+    trajectory: float = 1.0
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from raypose.models.blocks import SpatialEncoder
-from raypose.skeleton import NUM_JOINTS
+from raypose.models.blocks import SpatialEncoder, trajectory_point
+from raypose.skeleton import NUM_JOINTS, ROOT
 
 
 class MartinezBaseline(nn.Module):
@@ -38,11 +38,14 @@ class WindowMLPLift(nn.Module):
     and flagged in the third channel, so the model knows a 0 is "unknown", not "image centre".
     """
 
-    def __init__(self, num_frames: int = 27, hidden: int = 1024, blocks: int = 2, dropout: float = 0.25):
+    def __init__(self, num_frames: int = 27, hidden: int = 1024, blocks: int = 2, dropout: float = 0.25,
+                 trajectory: bool = False):
         super().__init__()
         self.num_frames = num_frames
-        self.mlp = SpatialEncoder(3 * NUM_JOINTS * num_frames, 3 * NUM_JOINTS, hidden, blocks, dropout,
-                                  activation="relu")
+        self.trajectory = bool(trajectory)
+        # with ``trajectory`` the last layer has 3 more outputs: the root (:func:`trajectory_point`)
+        self.mlp = SpatialEncoder(3 * NUM_JOINTS * num_frames, 3 * NUM_JOINTS + 3 * self.trajectory,
+                                  hidden, blocks, dropout, activation="relu")
 
     def forward(self, pose_2d: torch.Tensor, joints_missing: Optional[torch.Tensor] = None
                 ) -> dict[str, torch.Tensor]:
@@ -53,4 +56,8 @@ class WindowMLPLift(nn.Module):
             seen = (~joints_missing).unsqueeze(-1).to(pose_2d.dtype)
             pose_2d = pose_2d * seen
         x = torch.cat([pose_2d, seen], dim=-1)
-        return {"centre": self.mlp(x.flatten(1)).reshape(-1, 1, NUM_JOINTS, 3)}
+        y = self.mlp(x.flatten(1))
+        out = {"centre": y[:, :3 * NUM_JOINTS].reshape(-1, 1, NUM_JOINTS, 3)}
+        if self.trajectory:
+            out["trajectory"] = trajectory_point(y[:, 3 * NUM_JOINTS:], pose_2d[:, self.num_frames // 2, ROOT])
+        return out

@@ -430,18 +430,52 @@ class Fusion(nn.Module):
         return out / len(feats) if self.mode == "avg" else out
 
 
+def trajectory_point(raw: torch.Tensor, root_2d: torch.Tensor) -> torch.Tensor:
+    """A trajectory head's (N, 3) raw output and the predicted frame's observed (N, 2) normalised
+    root 2D → (N, 1, 3) the root as a unit-focal camera sees it
+    (:func:`raypose.cameras.root_to_screen_depth`): depth ``z = exp(raw_z)`` (positive, from
+    the pose's 2D scale) and ``xy = (root_2d + raw_xy) · z`` — the observed root back-projected
+    to that depth plus a learned correction (a missing or mis-detected pelvis, the pelvis being
+    off its 2D joint). Back-projecting instead of regressing x, y keeps the head exact wherever
+    the subject is in the image (training cameras follow the subject; test footage need not)."""
+    z = torch.exp(raw[:, 2:3].clamp(-6.0, 6.0))
+    return torch.cat([(root_2d + raw[:, :2]) * z, z], dim=-1).unsqueeze(1)
+
+
+class TrajectoryHead(nn.Module):
+    """Features (N, D) of the predicted frame → its root, :func:`trajectory_point`. A linear head
+    on the lifter's own features: the pose and the root share what the encoder learnt from the
+    2D (VideoPose3D trains a second network; one encoder costs half and the pose term keeps
+    its features useful)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim)
+        self.linear = nn.Linear(dim, 3)
+
+    def forward(self, features: torch.Tensor, root_2d: torch.Tensor) -> torch.Tensor:
+        return trajectory_point(self.linear(self.norm(features)), root_2d)
+
+
 class LiftingTail(nn.Module):
-    """TEM tokens → 'multi' (every frame, 1×1 head) and 'centre' (MOFA → 1×1 head)."""
+    """TEM tokens → 'multi' (every frame, 1×1 head) and 'centre' (MOFA → 1×1 head); with
+    ``trajectory``, also 'trajectory' (N, 1, 3) from the MOFA token (:class:`TrajectoryHead`)."""
 
     def __init__(self, dim: int, num_frames: int, strides: Sequence[int], heads: int, ffn_dim: int,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, trajectory: bool = False):
         super().__init__()
         self.multi_head = PoseHead(dim, 3)
         self.mofa = StridedTransformer(dim, strides, heads, ffn_dim, num_frames, dropout)
         self.centre_head = PoseHead(dim, 3)
+        self.trajectory_head = TrajectoryHead(dim) if trajectory else None
 
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"multi": self.multi_head(tokens), "centre": self.centre_head(self.mofa(tokens))}
+    def forward(self, tokens: torch.Tensor, root_2d: Optional[torch.Tensor] = None
+                ) -> dict[str, torch.Tensor]:
+        pooled = self.mofa(tokens)
+        out = {"multi": self.multi_head(tokens), "centre": self.centre_head(pooled)}
+        if self.trajectory_head is not None:
+            out["trajectory"] = self.trajectory_head(pooled[:, 0], root_2d)
+        return out
 
 
 @dataclass

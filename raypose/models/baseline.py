@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from raypose.models.blocks import SpatialEncoder, trajectory_point
-from raypose.skeleton import NUM_JOINTS, ROOT
+from raypose.models.blocks import SpatialEncoder, frame_root_and_scale, trajectory_point
+from raypose.skeleton import NUM_JOINTS
 
 
 class MartinezBaseline(nn.Module):
@@ -59,5 +59,7 @@ class WindowMLPLift(nn.Module):
         y = self.mlp(x.flatten(1))
         out = {"centre": y[:, :3 * NUM_JOINTS].reshape(-1, 1, NUM_JOINTS, 3)}
         if self.trajectory:
-            out["trajectory"] = trajectory_point(y[:, 3 * NUM_JOINTS:], pose_2d[:, self.num_frames // 2, ROOT])
+            c = self.num_frames // 2
+            out["trajectory"] = trajectory_point(y[:, 3 * NUM_JOINTS:], *frame_root_and_scale(
+                pose_2d[:, c], None if joints_missing is None else joints_missing[:, c]))
         return out

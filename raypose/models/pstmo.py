@@ -16,7 +16,7 @@ from raypose.masking import Masks
 from raypose.models.blocks import (LiftingTail, MaskedDecoder, PoseHead, PretrainedEncoderMixin,
                                    SpatialEncoder, SpatialMaskToken, TransformerEncoder,
                                    default_strides, visible_index)
-from raypose.skeleton import NUM_JOINTS, ROOT
+from raypose.skeleton import NUM_JOINTS
 
 
 class PSTMOEncoder(nn.Module):
@@ -73,4 +73,6 @@ class PSTMOLift(PretrainedEncoderMixin, nn.Module):
 
     def forward(self, pose_2d: torch.Tensor, joints_missing: Optional[torch.Tensor] = None
                 ) -> dict[str, torch.Tensor]:
-        return self.tail(self.encoder(pose_2d, joints_missing), pose_2d[:, pose_2d.shape[1] // 2, ROOT])
+        c = pose_2d.shape[1] // 2
+        return self.tail(self.encoder(pose_2d, joints_missing), pose_2d[:, c],
+                         None if joints_missing is None else joints_missing[:, c])

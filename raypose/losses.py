@@ -66,15 +66,22 @@ def velocity_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torc
 
 
 def trajectory_loss(pred: torch.Tensor, root_3d: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-    """Root position error weighted by 1/depth (VideoPose3D's trajectory loss): ``pred`` (N, 1, 3)
-    in the unit-focal frame (:func:`raypose.cameras.root_to_screen_depth`), ``root_3d`` (N, 3)
-    camera metres (z ≤ 0: unknown, not counted), ``camera`` (N, 23). Far subjects' depth is
-    ambiguous by more centimetres for the same 2D error, so each counts relative to its depth."""
+    """Root position error relative to depth, VideoPose3D's 1/z-weighted trajectory loss in a
+    form whose gradient stays bounded: ``pred`` (N, 1, 3) in the unit-focal frame
+    (:func:`raypose.cameras.root_to_screen_depth`), ``root_3d`` (N, 3) camera metres (z ≤ 0:
+    unknown, not counted), ``camera`` (N, 23).
+
+    Per clip the error is the norm of (Δ(x/z), Δ(y/z), Δ log z) — the direction of the root from
+    the camera and its log depth — which for small errors equals ‖Δroot‖ / z (a far subject's
+    depth is ambiguous by more centimetres for the same 2D error, so it counts relative to its
+    depth), while a wild depth guess early in training costs log-many, not z-many, units."""
     known = torch.isfinite(root_3d).all(-1) & (root_3d[:, 2] > 0)
     root = torch.where(known[:, None], root_3d, torch.ones_like(root_3d))
     target = root_to_screen_depth(root, camera)
-    err = torch.linalg.vector_norm(pred[:, 0] - target, dim=-1) / target[:, 2]
-    return _mean(err, known)
+    p = pred[:, 0]
+    z = p[:, 2:3].clamp_min(1e-6)
+    err = torch.cat([p[:, :2] / z - target[:, :2] / target[:, 2:3], torch.log(z) - torch.log(target[:, 2:3])], -1)
+    return _mean(torch.linalg.vector_norm(err, dim=-1), known)
 
 
 def known_targets(pose_3d: torch.Tensor, valid_3d: Optional[torch.Tensor]

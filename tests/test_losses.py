@@ -1,6 +1,7 @@
 """Losses: MPJPE, bones, velocity, masked-only reconstruction, has_3d, name → weight mapping."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,8 +142,15 @@ def test_trajectory_loss_is_depth_weighted_and_skips_unknown_roots():
     exact[2] = 123.0                                      # whatever is predicted for it does not count
     assert float(trajectory_loss(exact, root, camera)) == pytest.approx(0.0, abs=1e-7)
     off = exact.clone()
-    off[:2, 0, 0] += 0.4                                  # 0.4 m sideways at 4 m and at 8 m
-    assert float(trajectory_loss(off, root, camera)) == pytest.approx((0.4 / (4 / 2.29) + 0.4 / (8 / 2.29)) / 2)
+    off[:2, 0, 0] += 0.04                                 # 4 cm sideways at 4 m and at 8 m: ‖Δ‖ / z
+    assert float(trajectory_loss(off, root, camera)) == pytest.approx((0.04 / (4 / 2.29) + 0.04 / (8 / 2.29)) / 2)
+    deep = exact.clone()
+    deep[:2, 0, 2] *= 1.02                                # 2 % too deep (direction kept): ≈ Δz / z
+    deep[:2, 0, :2] *= 1.02
+    assert float(trajectory_loss(deep, root, camera)) == pytest.approx(np.log(1.02), rel=1e-5)
+    wild = exact.clone()
+    wild[:2, 0] *= 400.0                                  # a wild depth guess costs log(400), not 400
+    assert float(trajectory_loss(wild, root, camera)) == pytest.approx(np.log(400.0), rel=1e-5)
     none_known = torch.zeros(3, 3)
     assert float(trajectory_loss(off, none_known, camera)) == 0.0
 

@@ -458,10 +458,13 @@ def trajectory_point(raw: torch.Tensor, root_2d: torch.Tensor, size_2d: torch.Te
 
 
 class TrajectoryHead(nn.Module):
-    """Features (N, D) of the predicted frame → its root, :func:`trajectory_point`. A linear head
-    on the lifter's own features: the pose and the root share what the encoder learnt from the
-    2D (VideoPose3D trains a second network; one encoder costs half and the pose term keeps
-    its features useful)."""
+    """Features (N, D) of the predicted frame → its root, :func:`trajectory_point`.
+
+    A linear head on the features the pose head reads, trained into them (``loss.trajectory``):
+    the shared encoder learns the scale cues the root needs, at the cost of one linear layer where
+    VideoPose3D trains a second network. The root term is weighted low (0.1) because it competes
+    with the pose for those features (README, "World trajectory"). What the head must add is
+    small: the 2D size and the observed root come in explicitly (:func:`trajectory_point`)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -471,7 +474,8 @@ class TrajectoryHead(nn.Module):
     def forward(self, features: torch.Tensor, frame_2d: torch.Tensor,
                 missing: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``features`` (N, D) of the predicted frame, its (N, 17, 2) 2D and missing joints."""
-        return trajectory_point(self.linear(self.norm(features)), *frame_root_and_scale(frame_2d, missing))
+        return trajectory_point(self.linear(self.norm(features)),
+                                *frame_root_and_scale(frame_2d, missing))
 
 
 class LiftingTail(nn.Module):

@@ -60,10 +60,11 @@ def test_a_trajectory_head_learns_the_root_and_evaluation_scores_it(name):
     size = {"window_mlp": ["model.extra={hidden: 256, blocks: 1}", "model.dropout=0.0"],
             "pstmo_s": ["model.dim=32", "model.ffn_dim=64", "model.heads=4", "model.depth=1",
                         "model.sem_hidden=64", "model.dropout=0.0"]}[name]
+    steps = {"window_mlp": 600, "pstmo_s": 250}[name]
     cfg = config.load(None, [f"model.name={name}", "model.trajectory=true", *size, "data.num_frames=9",
                              "data.chunk_frames=64", "data.batch_size=16", "data.clips_per_sequence=4",
                              "data.train_subjects=[climb_a, deepmimic, cmu_02]", "data.val_subjects=[climb_b]",
-                             "data.test_subjects=[cmu_06]", "train.epochs=2", "train.steps_per_epoch=300",
+                             "data.test_subjects=[cmu_06]", "train.epochs=1", f"train.steps_per_epoch={steps}",
                              "optim.lr=2e-3", "train.torch_threads=1"])
     cfg = stage_config(cfg, "finetune")
     chunks, _ = split_chunks(cfg.data, "train")

@@ -317,8 +317,11 @@ def _without_root_column(root) -> None:
 
 def test_a_store_without_root_positions_streams_with_roots_unknown_and_refuses_a_trajectory_head(
         tmp_path, mocap_views, ray_local):
-    old = tmp_path / "old"
-    store.write_store(mocap_views, str(old), shard_mb=0.5)
+    import shutil
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    store.write_store(mocap_views, str(new), shard_mb=0.5)
+    shutil.copytree(new, old)
     _without_root_column(old)
     assert all(v.root_3d is None for v in store.read_store(str(old)))
     cfg = DataConfig(sources=[SourceConfig(name="old", format="store", path=str(old))], chunk_frames=256,
@@ -327,7 +330,5 @@ def test_a_store_without_root_positions_streams_with_roots_unknown_and_refuses_a
     assert got["length"].shape[0] > 0 and np.isnan(got["root_3d"]).all()       # streamed, root unknown
     with pytest.raises(ConfigError, match="model.trajectory.*before root positions"):
         pipeline.check_root_3d(cfg)
-    new = dataclasses.replace(cfg, sources=[SourceConfig(name="new", format="store", path=str(tmp_path / "new"))])
-    store.write_store(mocap_views, str(tmp_path / "new"), shard_mb=0.5)
-    pipeline.check_root_3d(new)
+    pipeline.check_root_3d(dataclasses.replace(cfg, sources=[SourceConfig(name="new", format="store", path=str(new))]))
     pipeline.check_root_3d(DataConfig())                                        # raw mocap through the rig

@@ -132,7 +132,8 @@ def run(config: str, overrides: Sequence[str], seed: int, quick: bool, threads: 
     for head in (True, False):
         cfg = held_out_config(config, [*overrides, f"model.trajectory={'true' if head else 'false'}"], seed, quick)
         model, cost = train(cfg)
-        row: dict[str, Any] = {"config": config, "model": cfg.model.name, "trajectory": head, "seed": seed, **cost}
+        shown = str(Path(config).resolve().relative_to(ROOT)) if Path(config).resolve().is_relative_to(ROOT) else config
+        row: dict[str, Any] = {"config": shown, "model": cfg.model.name, "trajectory": head, "seed": seed, **cost}
         for name, tracks in tests.items():
             lifted = lift(model, cfg, tracks)
             row[name] = score(lifted, tracks)

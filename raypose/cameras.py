@@ -141,6 +141,30 @@ def image_coordinates(X: np.ndarray, width: float, height: float, principal_poin
     return (X * width / 2 + c.astype(X.dtype)).astype(X.dtype)
 
 
+def screen_focal(camera) -> "np.ndarray":
+    """The focal length in normalised screen units, ``2·fx / w``, of camera arrays (…, 23)
+    (:meth:`Camera.to_array` layout; numpy or torch): the 2D a model sees is what a pinhole of
+    this focal length sees, so depth is known from 2D only up to this factor."""
+    return camera[..., 2] * 2 / camera[..., 0]
+
+
+def root_to_screen_depth(root, camera):
+    """Camera-space root positions (…, 3) metres → the same with ``z`` divided by
+    :func:`screen_focal` (``camera`` (…, 23) matching root's leading axes): the point a
+    unit-focal camera would see where the normalised 2D shows the root — what a trajectory head
+    can learn from 2D without knowing the lens (x and y stay metres). numpy or torch."""
+    out = root * 1.0
+    out[..., 2] = root[..., 2] / screen_focal(camera)
+    return out
+
+
+def screen_depth_to_root(point, camera):
+    """Inverse of :func:`root_to_screen_depth`: ``z`` multiplied back by :func:`screen_focal`."""
+    out = point * 1.0
+    out[..., 2] = point[..., 2] * screen_focal(camera)
+    return out
+
+
 def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
     """Unit quaternion (w, x, y, z) → 3×3 rotation matrix."""
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)

@@ -6,7 +6,9 @@ and predictions are put back in sequence order so velocity errors (MPJVE) see re
 
 Reported (millimetres; PCK/AUC in percent on the 3DHP protocol's 14 joints): MPJPE (#1),
 P-MPJPE (#2), N-MPJPE, MPJVE, PCK@150 mm, AUC, frame-weighted over all frames, plus the
-per-action table and the per-action mean (the H36M papers' headline number). Deterministic:
+per-action table and the per-action mean (the H36M papers' headline number); for a model with a
+trajectory head, the root position error (mean Euclidean distance of the camera-space pelvis, and
+its depth part alone) over the frames whose root is known. Deterministic:
 eval mode, no random draws, fixed data order.
 """
 from __future__ import annotations
@@ -38,6 +40,9 @@ class SequencePredictions:
     pred: np.ndarray                      # (T, 17, 3)
     target: np.ndarray                    # (T, 17, 3)
     filled: np.ndarray                    # (T,) bool, frame predicted and valid
+    #: Trajectory heads: predicted / true camera-space root (T, 3) metres (true z ≤ 0: unknown).
+    root_pred: Optional[np.ndarray] = None
+    root_target: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -58,6 +63,10 @@ class EvalResult:
     mpjpe_action_mean: float
     per_action: dict[str, dict[str, float]] = field(default_factory=dict)
     per_joint: dict[str, float] = field(default_factory=dict)     # MPJPE (mm) of each joint
+    #: Trajectory heads (mm): mean camera-space root distance, its depth (z) part, frames scored.
+    root_error: Optional[float] = None
+    root_error_z: Optional[float] = None
+    root_frames: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,7 +136,8 @@ def predict_chunks(model: torch.nn.Module, chunks: dict[str, np.ndarray], info: 
     """:func:`predict_split` on chunks already read (and, e.g., perturbed by a robustness study)."""
     from raypose.data.clips import eval_clips
     from raypose.data.pipeline import torch_dtypes
-    from raypose.train.loop import _select, owned_clips, predict_centre
+    from raypose.cameras import screen_depth_to_root
+    from raypose.train.loop import _select, centre_pose, owned_clips, predict_outputs
 
     seqs: dict[tuple, SequencePredictions] = {}
     for c in info:
@@ -150,13 +160,22 @@ def predict_chunks(model: torch.nn.Module, chunks: dict[str, np.ndarray], info: 
             clips = _select(clips, keep & centre_valid)
             if clips.num_clips == 0:
                 continue
-            pred = predict_centre(model, clips, flip).cpu().numpy()
+            out = predict_outputs(model, clips, flip)
+            pred = centre_pose(out).cpu().numpy()
             target = clips.centre.cpu().numpy()
+            root = root_true = None
+            if "trajectory" in out and clips.root_3d is not None:
+                root = screen_depth_to_root(out["trajectory"][:, 0].float(), clips.camera.float()).cpu().numpy()
+                root_true = clips.root_3d[:, clips.centre_index].cpu().numpy()
             for i, (ci, fi) in enumerate(zip(clips.chunk_index.tolist(), clips.frame_index.tolist())):
                 meta = info[lo + ci]
                 s = seqs[meta["key"]]
                 frame = meta["start"] + fi
                 s.pred[frame], s.target[frame], s.filled[frame] = pred[i], target[i], True
+                if root is not None:
+                    if s.root_pred is None:
+                        s.root_pred, s.root_target = np.zeros((len(s.filled), 3), np.float32), np.zeros((len(s.filled), 3), np.float32)
+                    s.root_pred[frame], s.root_target[frame] = root[i], root_true[i]
     return [s for s in seqs.values() if s.filled.any()]
 
 
@@ -204,7 +223,22 @@ def score(seqs: list[SequencePredictions]) -> dict[str, Any]:
         "per_action": {a: {"mpjpe": table1[a], "p_mpjpe": table2[a], "frames": int(by_action[a].shape[0])}
                        for a in by_action},
         "per_joint": dict(zip(skeleton.JOINT_NAMES, _per_joint(pred, target))),
+        **(root_errors(np.concatenate([s.root_pred[s.filled] for s in seqs]),
+                       np.concatenate([s.root_target[s.filled] for s in seqs]))
+           if all(s.root_pred is not None for s in seqs) else {}),
     }
+
+
+def root_errors(root_pred: np.ndarray, root_target: np.ndarray) -> dict[str, Any]:
+    """Root position error (mm) over frames whose true root is known (z > 0): mean Euclidean
+    distance, mean |Δz| (depth, the hard part from 2D) and the frame count."""
+    p, t = np.asarray(root_pred, np.float64), np.asarray(root_target, np.float64)
+    known = np.isfinite(t).all(-1) & (t[..., 2] > 0)
+    if not known.any():
+        return {"root_error": None, "root_error_z": None, "root_frames": 0}
+    d = (p[known] - t[known]) * MM
+    return {"root_error": float(np.linalg.norm(d, axis=-1).mean()), "root_error_z": float(np.abs(d[:, 2]).mean()),
+            "root_frames": int(known.sum())}
 
 
 def _per_joint(pred: np.ndarray, target: np.ndarray) -> list[float]:
@@ -240,6 +274,8 @@ def format_table(result: EvalResult) -> str:
              f"MPJPE {result.mpjpe:.1f} mm | P-MPJPE {result.p_mpjpe:.1f} mm | N-MPJPE {result.n_mpjpe:.1f} mm"
              f" | MPJVE {result.mpjve:.2f} mm | PCK {result.pck:.1f} % | AUC {result.auc:.1f} %"
              f" | per-action mean MPJPE {result.mpjpe_action_mean:.1f} mm",
+             *([f"root position error {result.root_error:.1f} mm (depth {result.root_error_z:.1f} mm) over "
+                f"{result.root_frames} frames (camera space, trajectory head)"] if result.root_error is not None else []),
              "", f"{'action':<24}{'frames':>8}{'MPJPE':>10}{'P-MPJPE':>10}"]
     for action, row in result.per_action.items():
         lines.append(f"{action:<24}{row['frames']:>8}{row['mpjpe']:>10.1f}{row['p_mpjpe']:>10.1f}")

@@ -69,15 +69,17 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 def _forward(model: torch.nn.Module, pose_2d: torch.Tensor, missing: torch.Tensor, flip: bool
-             ) -> torch.Tensor:
-    """(B, F, 17, 2) clips → (B, 17, 3) centre-frame predictions (flip-averaged on request)."""
+             ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(B, F, 17, 2) clips → (B, 17, 3) centre-frame predictions (flip-averaged on request) and,
+    from a trajectory head, (B, 3) the root in the unit-focal frame (else None)."""
     if flip:
         from raypose.models import flip_average
 
         out = flip_average(model, pose_2d, missing)
     else:
         out = model(pose_2d, missing)
-    return out["centre"][:, 0]
+    root = out["trajectory"][:, 0] if "trajectory" in out else None
+    return out["centre"][:, 0], root
 
 
 #: Compute precisions for lifting (``--precision``).
@@ -107,19 +109,61 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
     Pose2Sim detections with the shipped model; tested); on a CPU without it, bf16 is emulated
     and slower.
     """
+    return _lift(model, keypoints_2d, width, height, num_frames, batch_size, flip, conf_threshold,
+                 stride, device, principal_point, fps, model_fps, precision, causal)[0]
+
+
+def default_focal(width: float, height: float) -> float:
+    """The focal length (px) assumed for footage whose lens is unknown: the long side, a 53°
+    field of view across it (mid-range of the training rig's 40–75° lenses)."""
+    return float(max(width, height))
+
+
+def lift_with_root(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float, height: float,
+                   num_frames: int, focal: Optional[float] = None, **kw: Any
+                   ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`lift_sequence` and, from a model with a trajectory head, the (T, 3) camera-space
+    root position per frame (metres; None without the head). Depth from 2D is known only up to
+    the lens: ``focal`` (px; :func:`default_focal` when unknown) turns the head's unit-focal
+    depth into metres (:func:`raypose.cameras.screen_depth_to_root`)."""
+    args = dict(batch_size=256, flip=True, conf_threshold=DEFAULT_CONF_THRESHOLD, stride=1, device=None,
+                principal_point=None, fps=None, model_fps=None, precision="fp32", causal=False)
+    unknown = set(kw) - set(args)
+    if unknown:
+        raise TypeError(f"lift_with_root takes no argument(s) {sorted(unknown)}")
+    args.update(kw)
+    poses, root = _lift(model, keypoints_2d, width, height, num_frames, **args)
+    if root is None:
+        return poses, None
+    f = default_focal(width, height) if focal is None else float(focal)
+    scale = 2.0 * f / float(width)                      # raypose.cameras.screen_focal
+    root = root.copy()
+    root[:, 2] *= scale
+    return poses, root
+
+
+def _lift(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float, height: float,
+          num_frames: int, batch_size: int, flip: bool, conf_threshold: float, stride: int,
+          device: Optional[torch.device | str], principal_point: Optional[Sequence[float]],
+          fps: Optional[float], model_fps: Optional[float], precision: str, causal: bool = False
+          ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(T, 17, 3) root-relative poses and, from a trajectory head, (T, 3) unit-focal roots."""
     if precision not in INFER_PRECISIONS:
         raise ValueError(f"precision must be one of {INFER_PRECISIONS}, got {precision!r}")
     if fps and model_fps and abs(fps - model_fps) > 1e-6 and len(keypoints_2d) > 1:
-        kw = dict(batch_size=batch_size, flip=flip, conf_threshold=conf_threshold, stride=stride,
-                  device=device, principal_point=principal_point, precision=precision, causal=causal)
         at_model_rate = resample_keypoints(np.asarray(keypoints_2d, np.float32),
                                            resample_plan(len(keypoints_2d), fps, model_fps))
-        lifted = lift_sequence(model, at_model_rate, width, height, num_frames, **kw)
-        return resample_to_frames(lifted, model_fps, fps, len(keypoints_2d))
+        lifted, root = _lift(model, at_model_rate, width, height, num_frames, batch_size, flip,
+                             conf_threshold, stride, device, principal_point, None, None, precision,
+                             causal)
+        back = resample_to_frames(lifted, model_fps, fps, len(keypoints_2d))
+        if root is not None:
+            root = resample_to_frames(root[:, None], model_fps, fps, len(keypoints_2d))[:, 0]
+        return back, root
     xy, missing = prepare_2d(keypoints_2d, width, height, conf_threshold, principal_point)
     t = xy.shape[0]
     if t == 0:
-        return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32)
+        return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32), None
     if missing.all():
         raise ValueError("every joint of every frame is missing or below the confidence threshold")
     if device is None:
@@ -130,20 +174,24 @@ def lift_sequence(model: torch.nn.Module, keypoints_2d: np.ndarray, width: float
     miss = torch.from_numpy(missing).to(device)
     length = torch.tensor([t], device=device)
     out = torch.empty((t, skeleton.NUM_JOINTS, 3), dtype=torch.float32)
+    roots: Optional[torch.Tensor] = None
     device_type = torch.device(device).type
     with _eval_mode(model), torch.inference_mode(), \
             torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         for start in range(0, t, batch_size):
             centres = torch.arange(start, min(start + batch_size, t), device=device)
             idx = gather_indices(length, centres[None], num_frames, stride, causal)[0]  # (B, F)
-            pred = _forward(model, pose[idx], miss[idx], flip)
+            pred, root = _forward(model, pose[idx], miss[idx], flip)
             out[start:start + idx.shape[0]] = pred.float().cpu()
+            if root is not None:
+                roots = torch.empty((t, 3), dtype=torch.float32) if roots is None else roots
+                roots[start:start + idx.shape[0]] = root.float().cpu()
     out = out - out[:, skeleton.ROOT:skeleton.ROOT + 1]
-    return out.numpy()
+    return out.numpy(), None if roots is None else roots.numpy()
 
 
 def resample_to_frames(poses: np.ndarray, fps: float, target_fps: float, num_frames: int) -> np.ndarray:
-    """(T, 17, 3) poses at ``fps`` → ``num_frames`` frames at ``target_fps`` (linear; frames past
+    """(T, J, 3) poses at ``fps`` → ``num_frames`` frames at ``target_fps`` (linear; frames past
     the end repeat the last pose)."""
     i0, i1, w = resample_plan(len(poses), fps, target_fps)
     out = poses[i0] * (1 - w)[:, None, None] + poses[i1] * w[:, None, None]
@@ -207,8 +255,11 @@ def contiguous(track: Track) -> tuple[np.ndarray, np.ndarray]:
 
 def lift_tracks(model: torch.nn.Module, tracks: Mapping[Any, Track | tuple[np.ndarray, np.ndarray]],
                 width: float, height: float, num_frames: int, fill_gaps: bool = True,
-                max_gap: int = 0, **kw) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Lift every person: ``{id: (frames (T,), poses (T, 17, 3))}``.
+                max_gap: int = 0, roots: Optional[dict[str, np.ndarray]] = None,
+                focal: Optional[float] = None, **kw) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Lift every person: ``{id: (frames (T,), poses (T, 17, 3))}``; with a ``roots`` dict and a
+    model with a trajectory head, each track's (T, 3) camera-space root is put in it
+    (:func:`lift_with_root`, ``focal`` px).
 
     With ``fill_gaps`` a track covers its first..last frame (undetected frames lifted from
     temporal context); otherwise only the detected frames, back to back. ``max_gap`` > 0 fills
@@ -220,7 +271,13 @@ def lift_tracks(model: torch.nn.Module, tracks: Mapping[Any, Track | tuple[np.nd
             tr = Track(np.asarray(tr[0], dtype=np.int64), np.asarray(tr[1], dtype=np.float32))
         frames, kp = contiguous(tr) if fill_gaps else (tr.frames, tr.keypoints)
         kp = fill_short_gaps(kp, max_gap, kw.get("conf_threshold", DEFAULT_CONF_THRESHOLD))
-        results[str(tid)] = (frames, lift_sequence(model, kp, width, height, num_frames, **kw))
+        if roots is None:
+            results[str(tid)] = (frames, lift_sequence(model, kp, width, height, num_frames, **kw))
+            continue
+        poses, root = lift_with_root(model, kp, width, height, num_frames, focal=focal, **kw)
+        results[str(tid)] = (frames, poses)
+        if root is not None:
+            roots[str(tid)] = root
     return results
 
 
@@ -228,12 +285,16 @@ def lift_tracks(model: torch.nn.Module, tracks: Mapping[Any, Track | tuple[np.nd
 # writers
 # --------------------------------------------------------------------------------------------
 
-def write_npz(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """``track_<id>`` (T, 17, 3) metres root-relative (camera axes) and ``frames_<id>`` (T,)."""
+def write_npz(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarray]],
+              roots: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+    """``track_<id>`` (T, 17, 3) metres root-relative (camera axes), ``frames_<id>`` (T,) and,
+    from a trajectory head, ``root_<id>`` (T, 3) the root's camera-space position (metres)."""
     arrays: dict[str, np.ndarray] = {"joint_names": np.array(skeleton.JOINT_NAMES)}
     for tid, (frames, poses) in results.items():
         arrays[f"track_{tid}"] = np.asarray(poses, np.float32)
         arrays[f"frames_{tid}"] = np.asarray(frames, np.int64)
+        if roots and tid in roots:
+            arrays[f"root_{tid}"] = np.asarray(roots[tid], np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
@@ -241,13 +302,17 @@ def write_npz(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarr
 
 
 def write_json(path: str | Path, results: Mapping[str, tuple[np.ndarray, np.ndarray]],
-               fps: Optional[float] = None, decimals: int = 4) -> Path:
-    """The same content as :func:`write_npz`, as JSON (millimetre precision at 4 decimals)."""
+               fps: Optional[float] = None, decimals: int = 4,
+               roots: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+    """The same content as :func:`write_npz`, as JSON (millimetre precision at 4 decimals);
+    a track's ``root_3d`` is its camera-space root (trajectory heads)."""
     doc = {
         "units": "metres", "frame": "camera (x right, y down, z forward), root-relative",
         "joint_names": list(skeleton.JOINT_NAMES), "parents": list(skeleton.PARENTS), "fps": fps,
         "tracks": {tid: {"frames": [int(f) for f in frames],
-                         "joints_3d": np.round(np.asarray(poses, np.float64), decimals).tolist()}
+                         "joints_3d": np.round(np.asarray(poses, np.float64), decimals).tolist(),
+                         **({"root_3d": np.round(np.asarray(roots[tid], np.float64), decimals).tolist()}
+                            if roots and tid in roots else {})}
                    for tid, (frames, poses) in results.items()},
     }
     path = Path(path)
@@ -392,6 +457,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--conf-threshold", type=float, default=DEFAULT_CONF_THRESHOLD)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fps", type=float, default=None, help="frame rate, where the input lacks it")
+    p.add_argument("--focal", type=float, default=None, metavar="PX",
+                   help="focal length in pixels, for the camera-space root of a model with a "
+                        "trajectory head (default: the image's long side, a 53° lens)")
     p.add_argument("--fill-gaps", type=float, default=1.0, metavar="SECONDS",
                    help="fill each joint's detection gaps up to this long before lifting "
                         "(linear; held at a track's ends; --online holds the last detection); "
@@ -491,6 +559,8 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
     """Read → lift → write (→ render). ``model``/``num_frames`` bypass ``--checkpoint``.
     With ``--online`` frames are lifted as they arrive (:mod:`raypose.online`)."""
     extra: dict[str, Any] = {}
+    roots: dict[str, np.ndarray] = {}
+    focal = getattr(args, "focal", None)
     max_people, single = getattr(args, "max_people", None), getattr(args, "single_person", False)
     if max_people is not None and max_people < 1:
         raise RayposeDataError(args.input, f"--max-people must be at least 1, got {max_people}")
@@ -526,16 +596,20 @@ def infer_command(args: argparse.Namespace, model: Optional[torch.nn.Module] = N
                               stride=lifter.stride, flip=not args.no_flip, batch_size=args.batch_size,
                               conf_threshold=args.conf_threshold, device=args.device, fps=fps,
                               model_fps=lifter.fps, max_gap=max_gap, precision=args.precision,
-                              causal=lifter.causal)
+                              causal=lifter.causal, roots=roots, focal=focal)
+    if roots:
+        print(f"trajectory: camera-space root per frame (focal {focal or default_focal(width, height):.0f} px"
+              f"{'' if focal else ', assumed: pass --focal'})", flush=True)
     fps = fps or 30.0
     out = Path(args.out)
-    written = {"npz": [str(write_npz(out, results))]}
+    written = {"npz": [str(write_npz(out, results, roots))]}
     if getattr(args, "save_2d", None):
         written["2d"] = [str(write_2d(args.save_2d, det))]
     if args.json is not None:
-        written["json"] = [str(write_json(_sibling(out, args.json, ".json"), results, fps))]
-    if args.bvh is not None:
-        written["bvh"] = [str(write_bvh(_sibling(out, args.bvh, ".bvh", tid), poses, fps))
+        written["json"] = [str(write_json(_sibling(out, args.json, ".json"), results, fps, roots=roots))]
+    if args.bvh is not None:  # with a trajectory head the root travels (camera's axes, Y up)
+        written["bvh"] = [str(write_bvh(_sibling(out, args.bvh, ".bvh", tid), poses, fps,
+                                        root_positions=roots.get(tid)))
                           for tid, (_, poses) in results.items()]
     video = args.video or det.video_path
     if args.render and video and not args.video:

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import torch
 
+from raypose.cameras import root_to_screen_depth
+from raypose.errors import ConfigError
 from raypose.masking import Masks
 from raypose.skeleton import BONES, bone_vectors
 
@@ -63,6 +65,25 @@ def velocity_loss(pred: torch.Tensor, target: torch.Tensor, clips: Optional[torc
     return mpjpe_loss(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], clips, both)
 
 
+def trajectory_loss(pred: torch.Tensor, root_3d: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """Root position error relative to depth, VideoPose3D's 1/z-weighted trajectory loss in a
+    form whose gradient stays bounded: ``pred`` (N, 1, 3) in the unit-focal frame
+    (:func:`raypose.cameras.root_to_screen_depth`), ``root_3d`` (N, 3) camera metres (z ≤ 0:
+    unknown, not counted), ``camera`` (N, 23).
+
+    Per clip the error is the norm of (Δ(x/z), Δ(y/z), Δ log z) — the direction of the root from
+    the camera and its log depth — which for small errors equals ‖Δroot‖ / z (a far subject's
+    depth is ambiguous by more centimetres for the same 2D error, so it counts relative to its
+    depth), while a wild depth guess early in training costs log-many, not z-many, units."""
+    known = torch.isfinite(root_3d).all(-1) & (root_3d[:, 2] > 0)
+    root = torch.where(known[:, None], root_3d, torch.ones_like(root_3d))
+    target = root_to_screen_depth(root, camera)
+    p = pred[:, 0]
+    z = p[:, 2:3].clamp_min(1e-6)
+    err = torch.cat([p[:, :2] / z - target[:, :2] / target[:, 2:3], torch.log(z) - torch.log(target[:, 2:3])], -1)
+    return _mean(torch.linalg.vector_norm(err, dim=-1), known)
+
+
 def known_targets(pose_3d: torch.Tensor, valid_3d: Optional[torch.Tensor]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(target with unknown joints set to 0, (N, F, J) known joints): ``valid_3d`` when given,
@@ -111,7 +132,8 @@ def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Option
     ``targets``: dict (or a ClipBatch) with 'pose_2d' (N, F, 17, 2), 'pose_3d' (N, F, 17, 3),
     'has_3d' (N,), 'centre_index' and optionally 'valid_3d' (N, F, 17): known 3D joints. Output → term: 'multi' → multi_frame (+ bone_multi_frame,
     + velocity); 'centre' → single_frame (+ bone_single_frame); 'rec_2d' and 'reproj_2d' →
-    rec_2d; 'rec_3d' and 'lift_3d' → rec_3d. Terms with weight 0 are skipped.
+    rec_2d; 'rec_3d' and 'lift_3d' → rec_3d; 'trajectory' → trajectory (needs 'root_3d' (N, F, 3)
+    and 'camera' (N, 23)). Terms with weight 0 are skipped.
     """
     pose_2d = _target(targets, "pose_2d")
     pose_3d, known = known_targets(_target(targets, "pose_3d"), _target(targets, "valid_3d", None))
@@ -144,6 +166,13 @@ def compute_losses(outputs: dict[str, torch.Tensor], targets: Any, masks: Option
         add("rec_3d", cfg.rec_3d, reconstruction_loss, outputs["rec_3d"], pose_3d, _and(hidden, known), has_3d)
     if "lift_3d" in outputs:
         add("lift_3d", cfg.rec_3d, mpjpe_loss, outputs["lift_3d"], pose_3d, has_3d, known)
+    if "trajectory" in outputs and getattr(cfg, "trajectory", 0.0):
+        root_3d, camera = _target(targets, "root_3d", None), _target(targets, "camera", None)
+        if root_3d is None or camera is None:
+            raise ConfigError("the model has a trajectory head (model.trajectory) but its clips carry "
+                              "no camera-space root positions (root_3d) and cameras: data from a "
+                              "store written before root positions were stored? re-run `raypose prepare`")
+        add("trajectory", cfg.trajectory, trajectory_loss, outputs["trajectory"], root_3d[:, c], camera)
 
     if not terms:
         raise ValueError(f"no loss term applies to outputs {sorted(outputs)} with these weights")

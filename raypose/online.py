@@ -156,7 +156,7 @@ class OnlineLifter:
         miss = torch.from_numpy(np.stack(missing)).to(self.device)
         with _eval_mode(self.model), torch.inference_mode(), \
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            pred = _forward(self.model, pose, miss, self.flip).float().cpu().numpy()
+            pred = _forward(self.model, pose, miss, self.flip)[0].float().cpu().numpy()
         pred = pred - pred[:, skeleton.ROOT:skeleton.ROOT + 1]
         self._next_out = frames[-1] + 1
         return [(i, p) for i, p in zip(frames, pred)]

@@ -150,3 +150,22 @@ def test_virtual_cameras_look_at_the_subject():
     assert gaps.min() > 60 - 2 * 20 - 1e-6  # evenly spaced ring with ±20° jitter
     again = cameras.virtual_cameras(centre, 6, np.random.default_rng(3))
     np.testing.assert_array_equal(again[0].to_array(), cams[0].to_array())  # seeded
+
+
+def test_unit_focal_root_projects_where_the_normalised_2d_shows_it():
+    """root_to_screen_depth: the point a unit-focal camera sees where the normalised 2D shows the
+    root (x/z' = u), for a camera whose principal point is off centre; its inverse restores
+    metres; numpy and torch agree."""
+    import torch
+
+    cam = Camera("c", 1000, 1002, 1145.0, 1145.0, 530.0, 490.0)
+    root = np.array([[0.4, -0.3, 4.0], [-1.2, 0.5, 7.5]])
+    u = cameras.normalize_screen(cam.project(root, distort=False), 1000, 1002, (530.0, 490.0))
+    arr = np.repeat(cam.to_array()[None], 2, 0)
+    p = cameras.root_to_screen_depth(root, arr)
+    np.testing.assert_allclose(p[:, :2] / p[:, 2:], u, atol=1e-5)
+    np.testing.assert_allclose(p[:, :2], root[:, :2])                       # x, y stay metres
+    np.testing.assert_allclose(cameras.screen_depth_to_root(p, arr), root)
+    t = cameras.root_to_screen_depth(torch.tensor(root), torch.tensor(arr))
+    np.testing.assert_allclose(t.numpy(), p)
+    assert cameras.screen_focal(arr)[0] == pytest.approx(2 * 1145.0 / 1000)

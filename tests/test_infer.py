@@ -432,3 +432,39 @@ def test_bf16_lifting_stays_within_millimetres_of_fp32(shared_data):
     assert 0 < shift.mean() < 0.003 and shift.max() < 0.02
     with pytest.raises(ValueError, match="fp16"):
         infer.lift_sequence(lifter.model, keypoints, width, height, lifter.num_frames, precision="fp16")
+
+
+def test_a_trajectory_head_gives_camera_space_roots_in_every_output(tmp_path, capsys):
+    """A lifter with a trajectory head: the root per frame (metres, its depth scaled by the lens
+    given or assumed), in the npz (``root_<id>``), the JSON (``root_3d``) and a BVH whose root
+    travels; a lifter without one gives None and writes what it always wrote."""
+    torch.manual_seed(0)
+    traj = models.build("pstmo_s", num_frames=NUM_FRAMES, dim=32, ffn_dim=64, heads=2, depth=1,
+                        sem_hidden=32, trajectory=True).eval()
+    kp = _person(12, seed=3)
+    poses, root = infer.lift_with_root(traj, kp, 1000, 800, NUM_FRAMES, focal=1000.0)
+    np.testing.assert_allclose(poses, infer.lift_sequence(traj, kp, 1000, 800, NUM_FRAMES))
+    assert root.shape == (12, 3) and (root[:, 2] > 0).all()
+    _, longer = infer.lift_with_root(traj, kp, 1000, 800, NUM_FRAMES, focal=2000.0)
+    np.testing.assert_allclose(longer[:, :2], root[:, :2])
+    np.testing.assert_allclose(longer[:, 2], 2 * root[:, 2], rtol=1e-6)       # depth ∝ focal length
+    _, assumed = infer.lift_with_root(traj, kp, 1000, 800, NUM_FRAMES)          # the long side: 1000 px
+    np.testing.assert_allclose(assumed, root)
+    assert infer.lift_with_root(models.build("pstmo_s", num_frames=NUM_FRAMES, dim=32, ffn_dim=64, heads=2,
+                                             depth=1, sem_hidden=32).eval(), kp, 1000, 800, NUM_FRAMES)[1] is None
+
+    src = tmp_path / "kp.npy"
+    np.save(src, kp)
+    out = tmp_path / "o.npz"
+    infer.infer_command(_args(input=src, out=out, json=True, bvh=True, image_size=(1000, 800), layout="h36m17",
+                              focal=1000), model=traj, num_frames=NUM_FRAMES)
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["root_0"], root, atol=1e-6)
+        np.testing.assert_allclose(z["track_0"], poses, atol=1e-6)
+    doc = json.loads(out.with_suffix(".json").read_text())
+    np.testing.assert_allclose(doc["tracks"]["0"]["root_3d"], root, atol=1e-4)
+    names, _, world = read_position_bvh(out.with_name("o_0.bvh"))
+    order = [skeleton.JOINT_NAMES.index(n) for n in names]
+    expected = (poses + root[:, None])[:, order] * np.array([1, -1, -1]) * 100    # placed, Y up, cm
+    np.testing.assert_allclose(world, expected, atol=1e-2)
+    assert "trajectory: camera-space root per frame (focal 1000 px)" in capsys.readouterr().out

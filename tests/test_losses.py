@@ -1,6 +1,8 @@
 """Losses: MPJPE, bones, velocity, masked-only reconstruction, has_3d, name → weight mapping."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from raypose.config import LossConfig
@@ -126,3 +128,39 @@ def test_a_nan_target_without_valid_3d_is_masked_too():
     total, parts = compute_losses({"multi": pred}, t, None, LossConfig(velocity=1.0, bone_multi_frame=1.0))
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(pred.grad).all()
+
+
+def test_trajectory_loss_is_depth_weighted_and_skips_unknown_roots():
+    from raypose.cameras import root_to_screen_depth
+    from raypose.errors import ConfigError
+    from raypose.losses import trajectory_loss
+
+    camera = torch.zeros(3, 23)
+    camera[:, 0], camera[:, 2] = 1000.0, 1145.0
+    root = torch.tensor([[0.1, 0.2, 4.0], [0.0, -0.1, 8.0], [0.0, 0.0, 0.0]])   # the last is unknown
+    exact = root_to_screen_depth(root.clone(), camera)[:, None]
+    exact[2] = 123.0                                      # whatever is predicted for it does not count
+    assert float(trajectory_loss(exact, root, camera)) == pytest.approx(0.0, abs=1e-7)
+    off = exact.clone()
+    off[:2, 0, 0] += 0.04                                 # 4 cm sideways at 4 m and at 8 m: ‖Δ‖ / z
+    assert float(trajectory_loss(off, root, camera)) == pytest.approx((0.04 / (4 / 2.29) + 0.04 / (8 / 2.29)) / 2)
+    deep = exact.clone()
+    deep[:2, 0, 2] *= 1.02                                # 2 % too deep (direction kept): ≈ Δz / z
+    deep[:2, 0, :2] *= 1.02
+    assert float(trajectory_loss(deep, root, camera)) == pytest.approx(np.log(1.02), rel=1e-5)
+    wild = exact.clone()
+    wild[:2, 0] *= 400.0                                  # a wild depth guess costs log(400), not 400
+    assert float(trajectory_loss(wild, root, camera)) == pytest.approx(np.log(400.0), rel=1e-5)
+    none_known = torch.zeros(3, 3)
+    assert float(trajectory_loss(off, none_known, camera)) == 0.0
+
+    targets = {"pose_2d": torch.zeros(3, 1, 17, 2), "pose_3d": torch.zeros(3, 1, 17, 3),
+               "has_3d": torch.ones(3, dtype=torch.bool), "centre_index": 0,
+               "root_3d": root[:, None], "camera": camera}
+    outputs = {"centre": torch.zeros(3, 1, 17, 3), "trajectory": off}
+    _, parts = compute_losses(outputs, targets, None, LossConfig(trajectory=2.0))
+    assert float(parts["trajectory"]) == pytest.approx(float(trajectory_loss(off, root, camera)))
+    assert float(parts["total"]) == pytest.approx(float(parts["single_frame"]) + 2 * float(parts["trajectory"]))
+    del targets["root_3d"]                                # e.g. clips from a store without root positions
+    with pytest.raises(ConfigError, match="root"):
+        compute_losses(outputs, targets, None, LossConfig())

@@ -44,6 +44,8 @@ class ClipBatch:
     camera: Optional[torch.Tensor] = None        # (N, 23) the chunk's camera
     #: (N, F, 17) bool: the 3D target joint is known (False where the source had NaN/inf).
     valid_3d: Optional[torch.Tensor] = None
+    #: (N, F, 3) camera-space root (pelvis) metres, 0 where unknown (a known root has z > 0).
+    root_3d: Optional[torch.Tensor] = None
     #: Clips end at the predicted frame (online lifting) instead of being centred on it.
     causal: bool = False
 
@@ -181,9 +183,13 @@ def _cut(chunks: Mapping[str, torch.Tensor], chunk: torch.Tensor, centre: torch.
     valid = (raw >= 0) & (raw < lengths[:, None])
     if "valid" in chunks:
         valid = valid & chunks["valid"][rows, idx].bool()
+    root_3d = None
+    if "root_3d" in chunks:
+        root_3d = chunks["root_3d"][rows, idx].float()
+        root_3d = torch.where(torch.isfinite(root_3d).all(-1, keepdim=True), root_3d, torch.zeros_like(root_3d))
     return ClipBatch(pose_2d, confidence, pose_3d, chunks["has_3d"][chunk].bool(), valid,
                      chunk_index=chunk, frame_index=centre.long(), camera=camera, valid_3d=valid_3d,
-                     causal=causal)
+                     root_3d=root_3d, causal=causal)
 
 
 def cut_clips(chunks: Mapping[str, torch.Tensor], num_frames: int, stride: int,
@@ -209,6 +215,7 @@ def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> C
     pose_3d = clips.pose_3d.index_select(2, perm) * sign3
     confidence = clips.confidence.index_select(2, perm)
     valid_3d = None if clips.valid_3d is None else clips.valid_3d.index_select(2, perm)
+    root_3d = None if clips.root_3d is None else clips.root_3d * sign3
     if which is not None:
         w = which.bool()
         pose_2d = torch.where(w[:, None, None, None], pose_2d, clips.pose_2d)
@@ -216,7 +223,10 @@ def flip_clip_batch(clips: ClipBatch, which: Optional[torch.Tensor] = None) -> C
         confidence = torch.where(w[:, None, None], confidence, clips.confidence)
         if valid_3d is not None:
             valid_3d = torch.where(w[:, None, None], valid_3d, clips.valid_3d)
-    return replace(clips, pose_2d=pose_2d, pose_3d=pose_3d, confidence=confidence, valid_3d=valid_3d)
+        if root_3d is not None:
+            root_3d = torch.where(w[:, None, None], root_3d, clips.root_3d)
+    return replace(clips, pose_2d=pose_2d, pose_3d=pose_3d, confidence=confidence, valid_3d=valid_3d,
+                   root_3d=root_3d)
 
 
 def add_noise(clips: ClipBatch, std: float, generator: Optional[torch.Generator]) -> ClipBatch:

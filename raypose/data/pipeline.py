@@ -41,7 +41,7 @@ from raypose.data.augment import StillNoise, still_to_sequence
 
 SPLITS = ("train", "val", "test")
 CHUNK_COLUMNS = ("keypoints_2d", "joints_3d", "valid", "camera", "length", "has_3d",
-                 "centre_start", "centre_stop")
+                 "centre_start", "centre_stop", "root_3d")
 #: Rows (whole sequences) per chunking call: bounds the memory of one map_batches task.
 ROWS_PER_CHUNK_TASK = 16
 
@@ -51,7 +51,7 @@ def torch_dtypes() -> dict[str, Any]:
 
     return {"keypoints_2d": torch.float32, "joints_3d": torch.float32, "valid": torch.bool,
             "camera": torch.float32, "length": torch.int64, "has_3d": torch.bool,
-            "centre_start": torch.int64, "centre_stop": torch.int64}
+            "centre_start": torch.int64, "centre_stop": torch.int64, "root_3d": torch.float32}
 
 
 def clip_context(data_cfg: DataConfig) -> int:
@@ -104,7 +104,8 @@ def chunk_table(table: pa.Table, chunk_frames: int, context: int) -> dict[str, n
                 "joints_3d": np.zeros((0, L, store.NUM_JOINTS, 3), np.float32),
                 "valid": np.zeros((0, L), bool), "camera": np.zeros((0, CAMERA_ARRAY_SIZE), np.float32),
                 "length": np.zeros(0, np.int64), "has_3d": np.zeros(0, bool),
-                "centre_start": np.zeros(0, np.int64), "centre_stop": np.zeros(0, np.int64)}
+                "centre_start": np.zeros(0, np.int64), "centre_stop": np.zeros(0, np.int64),
+                "root_3d": np.zeros((0, L, 3), np.float32)}
     row_start = np.concatenate([[0], np.cumsum(T)[:-1]])
     offs = np.arange(L)[None, :]
     idx = (row_start[lay["row"]] + lay["start"])[:, None] + np.minimum(offs, lay["length"][:, None] - 1)
@@ -113,7 +114,8 @@ def chunk_table(table: pa.Table, chunk_frames: int, context: int) -> dict[str, n
     valid = store.flat_values(table.column("valid")).astype(bool)
     cams = store.flat_values(table.column("camera_params")).reshape(-1, CAMERA_ARRAY_SIZE)
     has_3d = table.column("has_3d").to_numpy(zero_copy_only=False).astype(bool)
-    return {"keypoints_2d": kp[idx], "joints_3d": j3[idx],
+    root = store.root_values(table)  # NaN where unknown (and for stores written before it)
+    return {"keypoints_2d": kp[idx], "joints_3d": j3[idx], "root_3d": root[idx],
             "valid": valid[idx] & (offs < lay["length"][:, None]),
             "camera": cams[lay["row"]].astype(np.float32), "length": lay["length"],
             "has_3d": has_3d[lay["row"]], "centre_start": lay["centre_start"],
@@ -194,6 +196,23 @@ def check_splits(data_cfg: DataConfig) -> dict[str, list[str]]:
             f"val_subjects={data_cfg.val_subjects}, test_subjects={data_cfg.test_subjects} leave "
             f"no subject of {', '.join(known) or '(no subjects at all)'} for training")
     return out
+
+
+def check_root_3d(data_cfg: DataConfig) -> None:
+    """A trajectory head needs camera-space root positions: refuse, naming them, sources that
+    cannot give any (stores written before ``root_3d``; camera-frame-only formats)."""
+    lacking = []
+    for src in data_cfg.sources:
+        if src.format == "store":
+            manifest = store.read_manifest(src.path, data_cfg.s3_endpoint)
+            if "root_3d" not in store.store_columns(manifest):
+                lacking.append(f"{_source_label(src)}: a store written before root positions were "
+                               "stored (re-run `raypose prepare` on its raw files)")
+        elif src.format in ("coco", "mpi_inf_3dhp"):
+            lacking.append(f"{_source_label(src)}: camera-frame 3D without the root's position")
+    if lacking:
+        raise ConfigError("model.trajectory needs each frame's camera-space root position, which "
+                          "these sources do not have: " + "; ".join(lacking))
 
 
 def raw_views(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int = 0,
@@ -283,7 +302,7 @@ def _store_rows(src: SourceConfig, data_cfg: DataConfig, seed: int) -> dict[str,
         store.check_shard_sizes(src.path, {"shards": shards}, data_cfg.s3_endpoint)
         shuffle = FileShuffleConfig(seed=seed) if (split == "train" and data_cfg.shuffle_files) else None
         ds = ray.data.read_parquet([f"{root}/{sh['path']}" for sh in shards], filesystem=fs,
-                                   shuffle=shuffle, columns=list(store.SCHEMA.names))
+                                   shuffle=shuffle, columns=store.store_columns(manifest))
         if data_cfg.max_sequences:
             ds = ds.limit(data_cfg.max_sequences)
         out[split] = (ds, frames)
@@ -349,8 +368,8 @@ def build_datasets(data_cfg: DataConfig, seed: int = 0, context: Optional[int] =
     return out
 
 
-#: Bytes of one chunk frame: 2D + confidence and 3D (float32 × 17 × 3 each) and ``valid``.
-CHUNK_FRAME_BYTES = 2 * store.NUM_JOINTS * 3 * 4 + 1
+#: Bytes of one chunk frame: 2D + confidence and 3D (float32 × 17 × 3 each), ``valid``, the root.
+CHUNK_FRAME_BYTES = 2 * store.NUM_JOINTS * 3 * 4 + 1 + 3 * 4
 
 
 def chunk_megabytes(frames: float, data_cfg: DataConfig, context: int) -> float:

@@ -18,6 +18,10 @@ Atomicity: every shard is serialised in memory, written under ``_tmp/`` and rena
 (``os.replace`` locally; copy + delete on S3), so no half-written shard ever carries a final
 name. A rewrite first removes ``manifest.json``; the new manifest is written last (same way).
 Same inputs give the same bytes (no timestamps), so re-runs are idempotent.
+
+``root_3d`` (the camera-space pelvis trajectory, for trajectory heads) came after schema v1's
+first stores: a manifest lists it in ``columns`` when its shards have it; stores written before
+it load as before, with every root unknown (:func:`store_columns`).
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ FRAME_VALUES = NUM_JOINTS * 3
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
 TMP_DIR = "_tmp"
+#: Columns a store may lack (older stores): read as unknown (NaN) when absent.
+OPTIONAL_COLUMNS = ("root_3d",)
 #: Default fraction of all frames each held-out split (val, then test) receives.
 HOLDOUT_FRACTION = 0.1
 
@@ -61,6 +67,7 @@ SCHEMA = pa.schema([
     ("has_3d", pa.bool_()),
     ("valid", pa.large_list(pa.bool_())),            # T
     ("camera_params", pa.list_(pa.float64(), CAMERA_ARRAY_SIZE)),
+    ("root_3d", pa.large_list(pa.float32())),        # T·3: camera-frame pelvis metres, NaN = unknown
 ], metadata={b"raypose.schema_version": str(SCHEMA_VERSION).encode()})
 
 
@@ -76,6 +83,7 @@ class StoredView:
     keypoints_2d: np.ndarray            # (T, 17, 3) float32
     joints_3d: Optional[np.ndarray]     # (T, 17, 3) float32, None when the row has no 3D
     valid: np.ndarray                   # (T,) bool
+    root_3d: Optional[np.ndarray] = None  # (T, 3) float32 camera-frame pelvis, NaN = unknown
 
     @property
     def num_frames(self) -> int:
@@ -161,6 +169,17 @@ def _large_list(flat: np.ndarray, lengths: np.ndarray, type_: pa.DataType) -> pa
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=type_))
 
 
+def _root(view: Any, T: int, where: str = "") -> np.ndarray:
+    """A view's (T, 3) camera-frame root track, NaN where it has none."""
+    root = getattr(view, "root_3d", None)
+    if root is None:
+        return np.full((T, 3), np.nan, np.float32)
+    root = np.asarray(root, dtype=np.float32)
+    if root.shape != (T, 3):
+        raise RayposeDataError(where or view.dataset, f"root_3d has shape {root.shape}, expected ({T}, 3)")
+    return root
+
+
 def _checked(view: Any) -> tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     kp = np.asarray(view.keypoints_2d, dtype=np.float32)
     T = kp.shape[0]
@@ -180,7 +199,7 @@ def views_to_table(views: Sequence[Any]) -> pa.Table:
     """Arrow table in the store schema; any object with View's attributes is accepted."""
     cols: dict[str, list] = {k: [] for k in ("dataset", "subject", "action", "camera", "fps",
                                               "num_frames", "has_3d", "camera_params")}
-    kps, j3s, valids = [], [], []
+    kps, j3s, valids, roots = [], [], [], []
     for v in views:
         kp, j3, valid = _checked(v)
         cols["dataset"].append(v.dataset)
@@ -194,6 +213,7 @@ def views_to_table(views: Sequence[Any]) -> pa.Table:
         kps.append(kp.reshape(-1))
         j3s.append(np.zeros(kp.size, np.float32) if j3 is None else j3.reshape(-1))
         valids.append(valid)
+        roots.append(_root(v, kp.shape[0], f"{v.dataset}/{v.subject}/{v.action}/{v.camera.name}").reshape(-1))
     lengths = np.asarray(cols["num_frames"], dtype=np.int64)
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
     arrays = {
@@ -204,6 +224,7 @@ def views_to_table(views: Sequence[Any]) -> pa.Table:
         "camera_params": pa.FixedSizeListArray.from_arrays(
             pa.array(cat(cols["camera_params"], np.float64).reshape(-1) if cols["camera_params"] else np.zeros(0), pa.float64()),
             CAMERA_ARRAY_SIZE),
+        "root_3d": _large_list(cat(roots, np.float32), lengths * 3, pa.float32()),
     }
     return pa.Table.from_arrays([arrays[f.name] for f in SCHEMA], schema=SCHEMA)
 
@@ -215,6 +236,20 @@ def flat_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False)
 
 
+def root_values(table: pa.Table) -> np.ndarray:
+    """(ΣT, 3) camera-frame roots of a store table's rows, NaN where unknown or where the table
+    (a store written before ``root_3d``) has no such column."""
+    if "root_3d" not in table.column_names:
+        return np.full((int(table.column("num_frames").to_numpy().sum()), 3), np.nan, np.float32)
+    return flat_values(table.column("root_3d")).reshape(-1, 3)
+
+
+def store_columns(manifest: dict[str, Any]) -> list[str]:
+    """The schema's columns this store's shards hold (stores older than ``root_3d`` lack it)."""
+    have = set(manifest.get("columns", [])) | set(SCHEMA.names[:-len(OPTIONAL_COLUMNS)])
+    return [n for n in SCHEMA.names if n in have]
+
+
 def table_to_views(table: pa.Table) -> Iterator[StoredView]:
     """Rows of a store table as :class:`StoredView` (for tests, evaluation, inspection)."""
     T = table.column("num_frames").to_numpy()
@@ -223,13 +258,14 @@ def table_to_views(table: pa.Table) -> Iterator[StoredView]:
     j3 = flat_values(table.column("joints_3d")).reshape(-1, NUM_JOINTS, 3)
     valid = flat_values(table.column("valid")).astype(bool)
     cams = flat_values(table.column("camera_params")).reshape(-1, CAMERA_ARRAY_SIZE)
+    root = root_values(table)
     meta = table.select(["dataset", "subject", "action", "camera", "fps", "has_3d"]).to_pydict()
     for i in range(table.num_rows):
         a, b = starts[i], starts[i + 1]
         yield StoredView(meta["dataset"][i], meta["subject"][i], meta["action"][i],
                          Camera.from_array(cams[i], name=meta["camera"][i]), meta["fps"][i],
                          kp[a:b].copy(), j3[a:b].copy() if meta["has_3d"][i] else None,
-                         valid[a:b].copy())
+                         valid[a:b].copy(), None if np.isnan(root[a:b]).all() else root[a:b].copy())
 
 
 # ------------------------------------------------------------------------------------------
@@ -283,7 +319,9 @@ def fingerprint(views: Sequence[Any], **params: Any) -> str:
         kp, j3, valid = _checked(v)
         h.update(json.dumps([v.dataset, v.subject, v.action, v.camera.name, float(v.fps)]).encode())
         h.update(v.camera.to_array().tobytes())
-        for a in (kp, j3 if j3 is not None else np.zeros(0, np.float32), valid):
+        root = getattr(v, "root_3d", None)
+        for a in (kp, j3 if j3 is not None else np.zeros(0, np.float32), valid,
+                  np.zeros(0, np.float32) if root is None else np.asarray(root, np.float32)):
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
@@ -410,7 +448,7 @@ def _manifest(views: Sequence[Any], shards: list[dict], split_map: dict[str, lis
         e["rows"] += sh["rows"]
         e["frames"] += sh["frames"]
     return {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "fingerprint": fp,
-            "joints": NUM_JOINTS, "shard_mb": shard_mb,
+            "joints": NUM_JOINTS, "shard_mb": shard_mb, "columns": list(SCHEMA.names),
             "rows": sum(sh["rows"] for sh in shards), "frames": sum(sh["frames"] for sh in shards),
             "bytes": sum(sh["bytes"] for sh in shards), "splits": split_map,
             "datasets": datasets, "subjects": subjects, "shards": shards, "extra": extra}

@@ -36,6 +36,10 @@ REGISTRY: dict[str, tuple[Optional[type], type, dict[str, Any]]] = {
 
 STAGES = ("pretrain", "finetune")
 
+#: Lifting models that can carry a trajectory head (``model.trajectory``): the root's
+#: camera-space position from the same features as the pose.
+TRAJECTORY_MODELS = ("pstmo", "pstmo_s", "window_mlp")
+
 
 def names() -> list[str]:
     return sorted(REGISTRY)
@@ -82,17 +86,28 @@ def build_from_config(cfg: Any, stage: Optional[str] = None) -> nn.Module:
                 kw["decoder_dim"] = m.decoder_dim
         if m.name == "aptpose":
             kw["fusion"] = m.fusion
+    if getattr(m, "trajectory", False):
+        if m.name not in TRAJECTORY_MODELS:
+            from raypose.errors import ConfigError
+
+            raise ConfigError(f"model.trajectory: model {m.name!r} has no trajectory head; "
+                              f"models with one: {', '.join(TRAJECTORY_MODELS)}")
+        if stage == "finetune":
+            kw["trajectory"] = True
     kw.update(m.extra)
     return build(m.name, num_frames=cfg.data.num_frames, stage=stage, **kw)
 
 
 def flip_average(model: nn.Module, pose_2d: torch.Tensor,
                  joints_missing: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-    """Test-time flip augmentation: mean of f(x) and flip(f(flip(x))) for every output."""
+    """Test-time flip augmentation: mean of f(x) and flip(f(flip(x))) for every output (poses:
+    x → −x and left ↔ right; the (N, 1, 3) 'trajectory' root: x → −x)."""
     out = model(pose_2d, joints_missing)
     flipped_missing = joints_missing[..., list(FLIP_PERMUTATION)] if joints_missing is not None else None
     out_f = model(flip_pose(pose_2d), flipped_missing)
-    return {k: (v + flip_pose(out_f[k])) / 2 for k, v in out.items()}
+    mirror = torch.tensor([-1.0, 1.0, 1.0], device=pose_2d.device)
+    return {k: (v + (out_f[k] * mirror.to(v.dtype) if k == "trajectory" else flip_pose(out_f[k]))) / 2
+            for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -122,5 +137,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["REGISTRY", "build", "build_from_config", "count_flops", "count_parameters",
+__all__ = ["REGISTRY", "TRAJECTORY_MODELS", "build", "build_from_config", "count_flops", "count_parameters",
            "default_strides", "flip_average", "names"]

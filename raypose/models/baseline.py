@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from raypose.models.blocks import SpatialEncoder
+from raypose.models.blocks import SpatialEncoder, TrajectoryHead
 from raypose.skeleton import NUM_JOINTS
 
 
@@ -38,11 +38,14 @@ class WindowMLPLift(nn.Module):
     and flagged in the third channel, so the model knows a 0 is "unknown", not "image centre".
     """
 
-    def __init__(self, num_frames: int = 27, hidden: int = 1024, blocks: int = 2, dropout: float = 0.25):
+    def __init__(self, num_frames: int = 27, hidden: int = 1024, blocks: int = 2, dropout: float = 0.25,
+                 trajectory: bool = False):
         super().__init__()
         self.num_frames = num_frames
         self.mlp = SpatialEncoder(3 * NUM_JOINTS * num_frames, 3 * NUM_JOINTS, hidden, blocks, dropout,
                                   activation="relu")
+        # the root (:class:`TrajectoryHead`) from the features the pose's last layer reads
+        self.trajectory_head = TrajectoryHead(hidden) if trajectory else None
 
     def forward(self, pose_2d: torch.Tensor, joints_missing: Optional[torch.Tensor] = None
                 ) -> dict[str, torch.Tensor]:
@@ -53,4 +56,10 @@ class WindowMLPLift(nn.Module):
             seen = (~joints_missing).unsqueeze(-1).to(pose_2d.dtype)
             pose_2d = pose_2d * seen
         x = torch.cat([pose_2d, seen], dim=-1)
-        return {"centre": self.mlp(x.flatten(1)).reshape(-1, 1, NUM_JOINTS, 3)}
+        if self.trajectory_head is None:
+            return {"centre": self.mlp(x.flatten(1)).reshape(-1, 1, NUM_JOINTS, 3)}
+        features = self.mlp.trunk.blocks(self.mlp.stem(x.flatten(1)))
+        c = self.num_frames // 2
+        return {"centre": self.mlp.trunk.out(features).reshape(-1, 1, NUM_JOINTS, 3),
+                "trajectory": self.trajectory_head(features, pose_2d[:, c],
+                                                   None if joints_missing is None else joints_missing[:, c])}

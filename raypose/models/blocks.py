@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raypose.errors import ConfigError
-from raypose.skeleton import NUM_JOINTS
+from raypose.skeleton import NUM_JOINTS, ROOT
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -430,18 +430,75 @@ class Fusion(nn.Module):
         return out / len(feats) if self.mode == "avg" else out
 
 
+def frame_root_and_scale(frame_2d: torch.Tensor, missing: Optional[torch.Tensor] = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One frame's (N, 17, 2) normalised 2D → its root (N, 2) and its size (N, 1): the RMS
+    distance of the detected joints from their mean (``missing`` (N, 17) joints left out)."""
+    seen = torch.ones_like(frame_2d[..., 0]) if missing is None else (~missing).to(frame_2d.dtype)
+    count = seen.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (frame_2d * seen[..., None]).sum(1) / count
+    spread = (((frame_2d - mean[:, None]) ** 2).sum(-1) * seen).sum(-1, keepdim=True) / count
+    return frame_2d[:, ROOT], spread.sqrt().clamp_min(1e-3)
+
+
+def trajectory_point(raw: torch.Tensor, root_2d: torch.Tensor, size_2d: torch.Tensor) -> torch.Tensor:
+    """A trajectory head's (N, 3) raw output, the predicted frame's observed (N, 2) normalised root
+    and (N, 1) 2D size (:func:`frame_root_and_scale`) → (N, 1, 3) the root as a unit-focal camera
+    sees it (:func:`raypose.cameras.root_to_screen_depth`).
+
+    Depth is ``z = exp(raw_z) / size_2d``: under perspective a body of height H at depth z' looks
+    H / z' tall, so the head learns only the body's size over its 2D spread (near-constant, from
+    the pose), not a reciprocal of pixel distances — the weak-perspective trick, which holds at
+    every distance and lens. ``xy = (root_2d + raw_xy) · z``: the observed root back-projected to
+    that depth plus a learned correction (a missing or mis-detected pelvis); back-projecting
+    instead of regressing x, y keeps the head exact wherever the subject is in the image
+    (training cameras follow the subject; test footage need not)."""
+    z = torch.exp(raw[:, 2:3].clamp(-6.0, 6.0)) / size_2d
+    return torch.cat([(root_2d + raw[:, :2]) * z, z], dim=-1).unsqueeze(1)
+
+
+class TrajectoryHead(nn.Module):
+    """Features (N, D) of the predicted frame → its root, :func:`trajectory_point`.
+
+    A linear head on the features the pose head reads, trained into them (``loss.trajectory``):
+    the shared encoder learns the scale cues the root needs, at the cost of one linear layer where
+    VideoPose3D trains a second network. The root term is weighted low (0.1) because it competes
+    with the pose for those features (README, "World trajectory"). What the head must add is
+    small: the 2D size and the observed root come in explicitly (:func:`trajectory_point`)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim)
+        self.linear = nn.Linear(dim, 3)
+
+    def forward(self, features: torch.Tensor, frame_2d: torch.Tensor,
+                missing: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``features`` (N, D) of the predicted frame, its (N, 17, 2) 2D and missing joints."""
+        return trajectory_point(self.linear(self.norm(features)),
+                                *frame_root_and_scale(frame_2d, missing))
+
+
 class LiftingTail(nn.Module):
-    """TEM tokens → 'multi' (every frame, 1×1 head) and 'centre' (MOFA → 1×1 head)."""
+    """TEM tokens → 'multi' (every frame, 1×1 head) and 'centre' (MOFA → 1×1 head); with
+    ``trajectory``, also 'trajectory' (N, 1, 3) from the MOFA token (:class:`TrajectoryHead`)."""
 
     def __init__(self, dim: int, num_frames: int, strides: Sequence[int], heads: int, ffn_dim: int,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, trajectory: bool = False):
         super().__init__()
         self.multi_head = PoseHead(dim, 3)
         self.mofa = StridedTransformer(dim, strides, heads, ffn_dim, num_frames, dropout)
         self.centre_head = PoseHead(dim, 3)
+        self.trajectory_head = TrajectoryHead(dim) if trajectory else None
 
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"multi": self.multi_head(tokens), "centre": self.centre_head(self.mofa(tokens))}
+    def forward(self, tokens: torch.Tensor, frame_2d: Optional[torch.Tensor] = None,
+                frame_missing: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """``frame_2d`` (N, 17, 2) / ``frame_missing`` (N, 17): the predicted frame's 2D, for the
+        trajectory head."""
+        pooled = self.mofa(tokens)
+        out = {"multi": self.multi_head(tokens), "centre": self.centre_head(pooled)}
+        if self.trajectory_head is not None:
+            out["trajectory"] = self.trajectory_head(pooled[:, 0], frame_2d, frame_missing)
+        return out
 
 
 @dataclass

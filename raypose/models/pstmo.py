@@ -59,17 +59,20 @@ class PSTMOPretrain(PretrainedEncoderMixin, nn.Module):
 
 
 class PSTMOLift(PretrainedEncoderMixin, nn.Module):
-    """Stage II: encoder → 'multi' (N, F, 17, 3) and MOFA → 'centre' (N, 1, 17, 3)."""
+    """Stage II: encoder → 'multi' (N, F, 17, 3) and MOFA → 'centre' (N, 1, 17, 3); with
+    ``trajectory``, also the centre frame's camera-space root 'trajectory' (N, 1, 3)."""
 
     def __init__(self, num_frames: int, dim: int = 256, depth: int = 4, heads: int = 8,
                  ffn_dim: int = 512, dropout: float = 0.1, sem_hidden: int = 512,
-                 strides: Optional[Sequence[int]] = None):
+                 strides: Optional[Sequence[int]] = None, trajectory: bool = False):
         super().__init__()
         self.num_frames = num_frames
         self.encoder = PSTMOEncoder(num_frames, dim, depth, heads, ffn_dim, dropout, sem_hidden)
         self.tail = LiftingTail(dim, num_frames, list(strides or default_strides(num_frames)),
-                                heads, ffn_dim, dropout)
+                                heads, ffn_dim, dropout, trajectory=trajectory)
 
     def forward(self, pose_2d: torch.Tensor, joints_missing: Optional[torch.Tensor] = None
                 ) -> dict[str, torch.Tensor]:
-        return self.tail(self.encoder(pose_2d, joints_missing))
+        c = pose_2d.shape[1] // 2
+        return self.tail(self.encoder(pose_2d, joints_missing), pose_2d[:, c],
+                         None if joints_missing is None else joints_missing[:, c])

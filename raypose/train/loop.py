@@ -420,16 +420,25 @@ def _select(clips, keep: torch.Tensor):
                              if isinstance(getattr(clips, fl.name), torch.Tensor)})
 
 
-def predict_centre(model: nn.Module, clips, flip: bool, prepare=lambda x: x) -> torch.Tensor:
-    """(N, 17, 3) centre-frame predictions, root joint set to 0 (targets are root-relative)."""
+def predict_outputs(model: nn.Module, clips, flip: bool, prepare=lambda x: x) -> dict[str, torch.Tensor]:
+    """Every output of the lifting model on ``clips`` (flip-averaged on request)."""
     from raypose.models import flip_average
 
     missing = clips.confidence <= 0
     pose_2d = prepare(clips.pose_2d)
-    out = flip_average(model, pose_2d, missing) if flip else model(pose_2d, missing)
+    return flip_average(model, pose_2d, missing) if flip else model(pose_2d, missing)
+
+
+def centre_pose(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N, 17, 3) the centre-frame pose of :func:`predict_outputs`, root joint set to 0."""
     pred = out["centre"][:, 0].float().clone()
     pred[:, 0] = 0.0
     return pred
+
+
+def predict_centre(model: nn.Module, clips, flip: bool, prepare=lambda x: x) -> torch.Tensor:
+    """(N, 17, 3) centre-frame predictions, root joint set to 0 (targets are root-relative)."""
+    return centre_pose(predict_outputs(model, clips, flip, prepare))
 
 
 def centre_error(pred: torch.Tensor, clips) -> torch.Tensor:

@@ -101,8 +101,10 @@ def datasets(cfg: Config) -> dict[str, Any]:
 def check_data(cfg: Config) -> dict[str, list[str]]:
     """Every split's subjects over all sources; unknown names or no training data raise
     :class:`~raypose.errors.ConfigError` here, before Ray starts (not 0 steps and a NaN loss)."""
-    from raypose.data.pipeline import check_splits
+    from raypose.data.pipeline import check_root_3d, check_splits
 
+    if cfg.model.trajectory and cfg.train.stage == "finetune":
+        check_root_3d(cfg.data)
     return check_splits(cfg.data)
 
 

@@ -36,8 +36,12 @@ def make_chunks(batch: int = 5, frames: int = 40, seed: int = 0, min_len: int = 
     camera[:, 5] = height / 2 + torch.randint(-40, 41, (batch,), generator=g).float()
     camera[:, 11:20] = torch.eye(3).flatten()
     has_3d = torch.tensor([1.0, 0.0] * batch)[:batch]
+    root = torch.randn(batch, frames, 3, generator=g) * 0.5 + torch.tensor([0.0, 0.0, 5.0])
+    root[0, 3] = float("nan")                               # an unknown root (a mocap gap)
+    for b, n in enumerate(lengths.tolist()):
+        root[b, n:] = float("nan")
     return {"keypoints_2d": kp, "joints_3d": j3d, "camera": camera, "length": lengths.long(),
-            "has_3d": has_3d}
+            "has_3d": has_3d, "root_3d": root}
 
 
 def reference_cut(chunks: dict, num_frames: int, stride: int, centres: torch.Tensor) -> dict:
@@ -161,13 +165,30 @@ def test_flip_is_exact_for_a_camera_whose_principal_point_is_off_centre():
         kp = np.concatenate([cam.project(x, distort=False), np.ones(x.shape[:2] + (1,), np.float32)], -1)
         return {"keypoints_2d": torch.as_tensor(kp)[None], "joints_3d": torch.as_tensor(x - x[:, :1])[None],
                 "camera": torch.as_tensor(cam.to_array(), dtype=torch.float32)[None],
-                "length": torch.tensor([9]), "has_3d": torch.tensor([True])}
+                "length": torch.tensor([9]), "has_3d": torch.tensor([True]),
+                "root_3d": torch.as_tensor(x[:, 0])[None]}
 
     centres = torch.arange(9)[None]
     flipped = C.flip_clip_batch(C.cut_clips(chunk(x_cam), 9, 1, centres))
     direct = C.cut_clips(chunk(mirrored), 9, 1, centres)
     torch.testing.assert_close(flipped.pose_2d, direct.pose_2d, rtol=0, atol=1e-5)
     torch.testing.assert_close(flipped.pose_3d, direct.pose_3d, rtol=0, atol=1e-6)
+    torch.testing.assert_close(flipped.root_3d, direct.root_3d, rtol=0, atol=1e-6)   # the root mirrors too
+
+
+def test_root_positions_are_gathered_with_the_clip_and_unknown_ones_are_zero():
+    chunks = make_chunks(seed=11)
+    centres = centres_for(chunks["length"], seed=11)
+    clips = C.cut_clips(chunks, 9, 2, centres)
+    idx = C.gather_indices(chunks["length"], centres, 9, 2).reshape(clips.num_clips, 9)
+    chunk = torch.arange(centres.shape[0]).repeat_interleave(centres.shape[1])
+    expected = chunks["root_3d"][chunk[:, None], idx]
+    known = torch.isfinite(expected).all(-1)
+    assert torch.equal(clips.root_3d[known], expected[known])
+    assert (clips.root_3d[~known] == 0).all() and torch.isfinite(clips.root_3d).all()
+    assert (clips.root_3d[known][:, 2] > 0).all()          # a known root is in front of the camera
+    assert (~known).any()                                   # the NaN root of chunk 0 was gathered
+    assert C.cut_clips({k: v for k, v in chunks.items() if k != "root_3d"}, 9, 2, centres).root_3d is None
 
 
 def test_flip_twice_is_identity_and_partial_flip_selects_clips():

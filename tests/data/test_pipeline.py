@@ -95,6 +95,7 @@ def test_ray_streams_splits_from_local_and_s3_store(tmp_path, mocap_views, ray_l
         frames = sum(m["subjects"][s]["frames"] for s in m["splits"][split])
         assert (got["centre_stop"] - got["centre_start"]).sum() == frames   # every frame of the split's subjects once
         assert got["keypoints_2d"].shape[1:] == (256, 17, 3) and got["camera"].shape[1:] == (23,)
+        assert got["root_3d"].shape[1:] == (256, 3) and (got["root_3d"][got["valid"]][:, 2] > 1).all()
         ref = _collect(pipeline.local_batches(cfg, split))
         np.testing.assert_allclose(_signature(got), _signature(ref))
         if split == "train":  # the same stream from S3
@@ -293,3 +294,41 @@ def test_cached_passes_replay_a_pass_left_early_in_order(ray_local):
     assert not passes.cached
     assert _chunk_keys(passes()) == whole and passes.cached
     assert _chunk_keys(passes()) == whole
+
+
+def _without_root_column(root) -> None:
+    """Rewrite a store as stores were written before ``root_3d``: shards without the column, a
+    manifest without ``columns`` (sizes and checksums updated, so it verifies)."""
+    import hashlib
+    import json
+
+    import pyarrow.parquet as pq
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    for sh in manifest["shards"]:
+        path = root / sh["path"]
+        table = pq.read_table(path)
+        data = store._parquet_bytes(table.drop_columns(["root_3d"]))
+        path.write_bytes(data)
+        sh.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    del manifest["columns"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_store_without_root_positions_streams_with_roots_unknown_and_refuses_a_trajectory_head(
+        tmp_path, mocap_views, ray_local):
+    import shutil
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    store.write_store(mocap_views, str(new), shard_mb=0.5)
+    shutil.copytree(new, old)
+    _without_root_column(old)
+    assert all(v.root_3d is None for v in store.read_store(str(old)))
+    cfg = DataConfig(sources=[SourceConfig(name="old", format="store", path=str(old))], chunk_frames=256,
+                     batch_size=8, num_frames=27)
+    got = _collect(pipeline.iter_device_batches(pipeline.build_datasets(cfg, seed=1)["train"], cfg, "cpu"))
+    assert got["length"].shape[0] > 0 and np.isnan(got["root_3d"]).all()       # streamed, root unknown
+    with pytest.raises(ConfigError, match="model.trajectory.*before root positions"):
+        pipeline.check_root_3d(cfg)
+    pipeline.check_root_3d(dataclasses.replace(cfg, sources=[SourceConfig(name="new", format="store", path=str(new))]))
+    pipeline.check_root_3d(DataConfig())                                        # raw mocap through the rig

@@ -51,6 +51,10 @@ def assert_same_views(expected, got):
             np.testing.assert_array_equal(g.joints_3d, e.joints_3d)
         np.testing.assert_array_equal(g.valid, np.ones(len(e.keypoints_2d), bool) if e.valid is None else e.valid)
         np.testing.assert_array_equal(g.camera.to_array(), e.camera.to_array())
+        if getattr(e, "root_3d", None) is None:
+            assert g.root_3d is None
+        else:
+            np.testing.assert_array_equal(g.root_3d, e.root_3d)
 
 
 def test_local_round_trip_counts_and_manifest(tmp_path, mocap_views):
@@ -69,6 +73,11 @@ def test_local_round_trip_counts_and_manifest(tmp_path, mocap_views):
     assert all({v.subject for v in store.table_to_views(store.read_shard_table(str(tmp_path / "st"), sh))}
                == {sh["subject"]} for sh in m["shards"])
     assert not list((tmp_path / "st").rglob("_tmp/*"))
+    # the camera-space pelvis rides along (rig views: the pelvis of the un-centred 3D)
+    assert all(v.root_3d is not None for v in mocap_views) and m["columns"][-1] == "root_3d"
+    v = mocap_views[0]
+    np.testing.assert_allclose(v.camera.project(v.joints_3d + v.root_3d[:, None], distort=False),
+                               v.keypoints_2d[..., :2], atol=1e-2)
 
 
 def test_splits_never_share_a_subject():

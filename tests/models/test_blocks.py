@@ -139,3 +139,25 @@ def test_a_checkpoint_tensor_the_model_lacks_is_listed_by_name():
     # MPM's 3D stem serves pretraining only: reported as unused, not an error
     mpm = build("mpm", 27, **TINY).load_pretrained(build("mpm", 27, "pretrain", **TINY).encoder_state_dict())
     assert not mpm.skipped and mpm.unused and all("_3d" in k for k in mpm.unused)
+
+
+def test_trajectory_point_back_projects_the_observed_root():
+    """With no learned correction the root lies on the observed root's ray (x/z = u, y/z = v)
+    at depth exp(raw_z); a correction moves it along the image plane at that depth."""
+    from raypose.models.blocks import frame_root_and_scale, trajectory_point
+
+    root_2d = torch.tensor([[0.2, -0.1], [-0.5, 0.3]])
+    raw = torch.tensor([[0.0, 0.0, 1.0], [0.1, 0.0, 0.5]])
+    p = trajectory_point(raw, root_2d, torch.tensor([[0.5], [1.0]]))
+    assert p.shape == (2, 1, 3)
+    torch.testing.assert_close(p[0, 0], torch.tensor([0.2, -0.1, 1.0]) * torch.e / 0.5)  # depth ∝ 1 / 2D size
+    torch.testing.assert_close(p[1, 0, :2] / p[1, 0, 2], torch.tensor([-0.4, 0.3]))
+    # the 2D size: RMS distance of the detected joints from their mean; the root is joint 0
+    frame = torch.zeros(1, 17, 2)
+    frame[0, :, 0] = torch.linspace(-1, 1, 17)
+    missing = torch.zeros(1, 17, dtype=torch.bool)
+    missing[0, 8:] = True
+    root, size = frame_root_and_scale(frame, missing)
+    seen = frame[0, :8, 0]
+    torch.testing.assert_close(size[0, 0], (seen - seen.mean()).pow(2).mean().sqrt())
+    assert torch.equal(root, frame[:, 0])

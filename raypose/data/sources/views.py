@@ -7,7 +7,8 @@
   cameras of the rig (:mod:`raypose.data.rig`: cameras that follow the subject, drawn over
   viewpoints, lenses and image shapes), without distortion, with confidence 1.
 - Camera-frame 3D (COCO pseudo-labels, 3DHP) is used as it is.
-3D targets are root-relative (pelvis = joint 0) camera-frame metres.
+3D targets are root-relative (pelvis = joint 0) camera-frame metres; the pelvis's own camera-frame
+position (the trajectory) is kept beside them (``root_3d``) where the 3D is in the world frame.
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ class View:
     keypoints_2d: np.ndarray            # (T, 17, 3) float32 pixels + confidence
     joints_3d: Optional[np.ndarray]     # (T, 17, 3) float32 root-relative camera metres | None
     valid: np.ndarray                   # (T,) bool
+    #: (T, 3) float32 camera-frame pelvis metres (NaN where unknown) | None: world-frame 3D only
+    #: (camera-frame sources such as COCO pseudo-labels may already be root-relative).
+    root_3d: Optional[np.ndarray] = None
 
     @property
     def num_frames(self) -> int:
@@ -50,6 +54,11 @@ class View:
 def root_relative(x: np.ndarray) -> np.ndarray:
     """Pelvis-relative joints; a frame whose pelvis is missing (NaN) is missing entirely."""
     return (x - x[:, ROOT:ROOT + 1]).astype(np.float32)
+
+
+def root_track(positions_cam: np.ndarray) -> np.ndarray:
+    """(T, 17, 3) camera-frame joints → (T, 3) float32 pelvis positions (NaN where missing)."""
+    return np.asarray(positions_cam[:, ROOT], dtype=np.float32).copy()
 
 
 def missing_fraction(record: SequenceRecord) -> float:
@@ -125,7 +134,8 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
             return [View(record.dataset, record.subject, record.action, rv.camera, float(record.fps),
                          mark_missing(project_view(with_missing(rv.positions_cam, missing), rv.camera,
                                                    distort=False)),
-                         root_relative(with_missing(rv.positions_cam, missing)), valid.copy())
+                         root_relative(with_missing(rv.positions_cam, missing)), valid.copy(),
+                         root_track(with_missing(rv.positions_cam, missing)))
                     for rv in rig_views(fill_missing(pos), record.fps, num_virtual, rig or RigConfig(),
                                         rng, record.key)]
     elif len(record.keypoints_2d) != len(cameras):
@@ -139,5 +149,6 @@ def views(record: SequenceRecord, rng: np.random.Generator, num_virtual: int = 4
         kp = record.keypoints_2d[c] if record.keypoints_2d is not None else project_view(cam_pos, cam, distort=True)
         out.append(View(record.dataset, record.subject, record.action, cam, float(record.fps),
                         mark_missing(kp.astype(np.float32, copy=False)),
-                        None if cam_pos is None else root_relative(cam_pos), valid.copy()))
+                        None if cam_pos is None else root_relative(cam_pos), valid.copy(),
+                        root_track(cam_pos) if cam_pos is not None and record.frame_3d == "world" else None))
     return out

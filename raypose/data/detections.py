@@ -404,6 +404,11 @@ def _iter_camera(path: str) -> Iterator[np.ndarray]:
     if not cap.isOpened():
         raise RayposeDataError(path, f"no camera at device {device} (/dev/video{device}): "
                                      "check the device exists and this user may read it")
+    yield from _capture_frames(cap)
+
+
+def _capture_frames(cap) -> Iterator[np.ndarray]:
+    """RGB frames of an opened ``cv2.VideoCapture`` until it stops; released at the end."""
     try:
         while True:
             ok, frame = cap.read()
@@ -436,14 +441,7 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise RayposeDataError(path, "OpenCV cannot open the video")
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame[..., ::-1].copy()
-        finally:
-            cap.release()
+        yield from _capture_frames(cap)
         return
     yield np.asarray(first)[..., :3]
     for frame in it:

@@ -227,3 +227,13 @@ def test_an_unclear_17_joint_order_is_refused_with_a_request_for_layout(shared_d
     with pytest.raises(RayposeDataError, match=r"COCO-17 or H36M-17 order .*pass --layout coco17 or --layout h36m17"):
         D.read_detections(path)
     assert D.read_detections(path, layout="h36m17").layout == "h36m17"   # the user decides
+
+
+def test_a_missing_camera_is_named():
+    """`camera:N` reads a capture device; where there is none (or no OpenCV) the error says so."""
+    from raypose.data import detections as D
+    from raypose.errors import RayposeDataError
+
+    assert D.is_camera("camera:0") and not D.is_camera("camera.mp4")
+    with pytest.raises(RayposeDataError, match="camera"):
+        next(iter(D.iter_video_frames("camera:63")))

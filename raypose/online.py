@@ -30,6 +30,7 @@ from raypose import skeleton
 from raypose.data.clips import target_index
 from raypose.data.detections import (VIDEO_SUFFIXES, Detections, Track, is_camera,
                                      iter_video_landmarks, read_detections, video_fps)
+from raypose.data.sources._common import resample_keypoints
 from raypose.errors import RayposeDataError
 from raypose.infer import DEFAULT_CONF_THRESHOLD, INFER_PRECISIONS, Lifter, _eval_mode, _forward, prepare_2d
 
@@ -131,20 +132,14 @@ class OnlineLifter:
 
     def _window(self, i: int, last: int) -> np.ndarray:
         """(F, 17, 3) the frames of frame ``i``'s window, clamped to the stream seen so far and
-        interpolated where the model's rate falls between input frames."""
+        interpolated where the model's rate falls between input frames (as the offline path
+        resamples: :func:`raypose.data.sources._common.resample_keypoints`)."""
         u = np.clip(i + self.offsets, 0.0, float(last))
         lo = np.floor(u).astype(np.int64)
         hi = np.minimum(lo + 1, last)
         w = (u - lo).astype(np.float32)
-        a = np.stack([self._frames[k - self._first] for k in lo])
-        b = np.stack([self._frames[k - self._first] for k in hi])
-        out = a.copy()
-        between = w > 1e-6
-        if between.any():
-            out[between, :, :2] = (a[between, :, :2] * (1 - w[between, None, None])
-                                   + b[between, :, :2] * w[between, None, None])
-            out[between, :, 2] = np.minimum(a[between, :, 2], b[between, :, 2])
-        return out
+        kept = np.stack(self._frames)
+        return resample_keypoints(kept, (lo - self._first, hi - self._first, w))
 
     def _lift(self, frames: list[int], last: int) -> list[tuple[int, np.ndarray]]:
         if not frames:

@@ -33,47 +33,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from raypose import config as config_mod  # noqa: E402
+from raypose.protocol import (HELD_OUT, NOISE_PX, NOISE_SEED, TEST_FPS, protocol_views,  # noqa: E402,F401
+                              score_protocol)
 
 SHARED = ROOT.parent / "shared" / "data"
-HELD_OUT = "climb_b"
-NOISE_PX = 2.0
-TEST_FPS = 30.0
-NOISE_SEED = 1234
-
-
-def protocol_views(mocap: Path, subject: str = HELD_OUT) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(noisy 2D pixels + confidence, root-relative camera-frame 3D) per protocol camera, for
-    every sequence of ``subject`` at 30 fps."""
-    from raypose.config import protocol_rig
-    from raypose.data.sources.mocap import read_mocap
-    from raypose.data.sources.views import views
-
-    rng = np.random.default_rng(NOISE_SEED)
-    out = []
-    for rec in read_mocap(mocap, TEST_FPS, subjects=[subject]):
-        for v in views(rec, np.random.default_rng(0), 4, protocol_rig()):
-            kp = v.keypoints_2d.copy()
-            kp[..., :2] += rng.normal(0.0, NOISE_PX, kp[..., :2].shape)
-            out.append((kp, v.joints_3d))
-    return out
-
-
-def score_protocol(model: Any, cfg: config_mod.Config, test: Sequence[tuple[np.ndarray, np.ndarray]]
-                   ) -> dict[str, float]:
-    """MPJPE / P-MPJPE (mm) of ``model`` on the protocol views, lifted as a user's file is."""
-    from raypose import metrics
-    from raypose.infer import lift_sequence
-
-    preds, targets = [], []
-    for kp, target in test:
-        preds.append(lift_sequence(model, kp, 1000, 1002, cfg.data.num_frames, stride=cfg.data.stride,
-                                   flip=True, principal_point=(512.0, 515.0), fps=TEST_FPS,
-                                   model_fps=cfg.data.target_fps or None, causal=cfg.data.causal))
-        targets.append(target)
-    p = np.concatenate(preds).astype(np.float64) * 1000
-    t = np.concatenate(targets).astype(np.float64) * 1000
-    return {"mpjpe": float(metrics.mpjpe(p, t)), "p_mpjpe": float(metrics.p_mpjpe(p, t)),
-            "frames": int(p.shape[0])}
 
 
 def held_out_config(path: str, overrides: Sequence[str], seed: int, quick: bool) -> config_mod.Config:

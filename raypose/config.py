@@ -164,6 +164,12 @@ class DataConfig:
     drop_joint_prob: float = 0.0
     #: Virtual cameras for 3D-only sources.
     rig: RigConfig = field(default_factory=RigConfig)
+    #: Fraction of the training sequences whose 3D labels are used (label-scarcity studies:
+    #: pretrain on every sequence's 2D with 1.0, fine-tune with e.g. 0.05 in
+    #: ``train.stage_overrides.finetune``). A fixed subset of whole sequences (every view of a
+    #: sequence goes together), at least one per source, drawn with ``train.seed`` — the same
+    #: subset for every model trained at that seed. Applies to the train split only.
+    label_fraction: float = 1.0
     #: Cap on shards read / frames, to keep smoke runs small (0 = no cap).
     max_sequences: int = 0
     shuffle_files: bool = True
@@ -193,6 +199,8 @@ class DataConfig:
         _check(self.shuffle_buffer >= 0, "data.shuffle_buffer must be >= 0")
         _check(self.cache_mb >= 0, "data.cache_mb must be >= 0")
         _check(self.worker_cache_mb >= 0, "data.worker_cache_mb must be >= 0")
+        _check(0.0 < self.label_fraction <= 1.0,
+               f"data.label_fraction must be in (0, 1], got {self.label_fraction}")
         overlap = set(self.train_subjects) & (set(self.val_subjects) | set(self.test_subjects))
         overlap |= set(self.val_subjects) & set(self.test_subjects)
         _check(not overlap, f"subjects {sorted(overlap)} appear in more than one split")
@@ -332,6 +340,11 @@ class TrainConfig:
     flip_test: bool = True
     #: Validation clips evaluated per epoch (every-frame centres, capped).
     val_max_clips: int = 2048
+    #: Stop early once the validation metric has not beaten its best by more than
+    #: ``plateau_delta`` (relative) for this many epochs (0 = always run ``epochs``): "train
+    #: until the validation loss plateaus", with ``epochs`` as the cap. Needs a validation split.
+    plateau_patience: int = 0
+    plateau_delta: float = 0.01
     #: Endpoint for an s3:// storage_path / init URI (e.g. a local S3 server); '' falls back to
     #: data.s3_endpoint, then AWS defaults.
     s3_endpoint: str = ""
@@ -346,6 +359,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.plateau_patience >= 0, "train.plateau_patience must be >= 0")
+        _check(0.0 <= self.plateau_delta < 1.0, "train.plateau_delta must be in [0, 1)")
         _check(self.zero_stage in (0, 1, 2, 3), "train.zero_stage must be 0..3")
         _check(not (self.strategy == "ddp" and self.zero_stage), "train.zero_stage needs strategy deepspeed")
         _check(not (self.precision == "bf16" and not self.use_gpu and self.strategy == "ddp"),
@@ -595,3 +610,16 @@ def add_cli_arguments(parser) -> None:
 
 def from_cli(args) -> Config:
     return load(args.config, args.overrides)
+
+
+def with_absolute_sources(cfg: Config, root: str | Path) -> Config:
+    """``cfg`` with its data sources' relative local paths made absolute against ``root`` (the
+    directory they were written relative to): a Ray task or Tune trial may run in another
+    working directory (Tune moves each trial into its own folder)."""
+    sources = []
+    for src in cfg.data.sources:
+        entry = dataclasses.asdict(src)
+        if src.path and "://" not in src.path and not Path(src.path).is_absolute():
+            entry["path"] = str(Path(root).resolve() / src.path)
+        sources.append(entry)
+    return cfg.with_overrides({"data.sources": sources})

@@ -52,26 +52,39 @@ class Budget:
     epochs: int = 0
     steps_per_epoch: int = 0
     virtual_cameras: int = 4
-    headline_noise: float = 0.01
-    noise_levels: tuple[float, ...] = (0.0, 0.01, 0.03, 0.05)
+    headline_noise: float = 0.004
+    noise_levels: tuple[float, ...] = (0.0, 0.004, 0.01, 0.03)
+    #: Frames of each protocol view scored (0 = all; reduced runs).
+    protocol_frames: int = 0
     occlusions: tuple[str, ...] = ("1 joint", "2 joints", "2 legs", "2 arms", "left side", "right side")
 
-    def overrides(self) -> dict[str, Any]:
-        """Config overrides that put a row on this budget."""
-        out: dict[str, Any] = {}
+    def overrides(self, stage_overrides: Mapping[str, Mapping[str, Any]] = {}) -> dict[str, Any]:
+        """Config overrides that put a row on this budget: both stages' lengths replaced (also
+        inside ``stage_overrides``, the row's own, whose other settings — learning rates, the
+        label fraction — stay)."""
+        schedule: dict[str, Any] = {}
         if self.epochs > 0:
-            out.update({"train.epochs": self.epochs, "train.stage_overrides": {}})
+            schedule["train.epochs"] = self.epochs
         if self.steps_per_epoch > 0:
-            out["train.steps_per_epoch"] = self.steps_per_epoch
-        return out
+            schedule["train.steps_per_epoch"] = self.steps_per_epoch
+        if not schedule:
+            return {}
+        staged = {stage: {**dict(v), **schedule} for stage, v in stage_overrides.items()}
+        return {**schedule, "train.stage_overrides": staged}
 
 
-def trial_config(config_dir: Path, row: Row, seed: int, mocap: Path, budget: Budget) -> config.Config:
-    """The row's config on ``mocap`` (a VideoPose3D-layout npz), at ``seed``, on ``budget``."""
-    source = {"name": "mocap", "format": "mocap", "path": str(mocap), "weight": 1.0,
-              "virtual_cameras": budget.virtual_cameras}
-    return config.load(config_dir / f"{row.name}.yaml").with_overrides(
-        {**budget.overrides(), "data.sources": [source], "train.seed": seed})
+def trial_config(config_dir: Path, row: Row, seed: int, budget: Budget) -> config.Config:
+    """The row's config at ``seed`` on ``budget``: its sources with paths made absolute (relative
+    ones are relative to the repository, and a Ray task's working directory may differ) and
+    ``budget.virtual_cameras`` cameras each."""
+    cfg = config.with_absolute_sources(config.load(config_dir / f"{row.name}.yaml"), config_dir.resolve().parents[1])
+    sources = [{**dataclasses.asdict(src), "virtual_cameras": budget.virtual_cameras} for src in cfg.data.sources]
+    return cfg.with_overrides({**budget.overrides(cfg.train.stage_overrides), "data.sources": sources,
+                               "train.seed": seed})
+
+
+#: Key of the fixed protocol's scores (held-out climb_b, :mod:`raypose.protocol`), the headline.
+PROTOCOL = "protocol"
 
 
 def _corruptions(budget: Budget) -> list[tuple[str, float, Optional[str]]]:
@@ -83,9 +96,12 @@ def _corruptions(budget: Budget) -> list[tuple[str, float, Optional[str]]]:
 
 
 def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: bool,
-                   calibrated: Optional[Path]) -> dict[str, dict[str, float]]:
-    """Scores (mm) of a fine-tuned model under each corruption, and on real detections."""
+                   calibrated: Optional[Path], protocol_mocap: Optional[Path] = None
+                   ) -> dict[str, dict[str, float]]:
+    """Scores (mm) of a fine-tuned model under the fixed protocol, under each corruption of its
+    test split, and on real detections."""
     from raypose import perturb
+    from raypose.protocol import protocol_views, score_protocol
     from raypose.evaluate import (data_config_for, evaluate_calibrated, mean_over_cameras, predict_chunks,
                                   score, split_chunks)
 
@@ -93,6 +109,11 @@ def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: b
     chunks, info = split_chunks(data_cfg, "test")
     sequence_ids = np.array(["/".join(map(str, c["key"][:3])) for c in info])
     results: dict[str, dict[str, float]] = {}
+    if protocol_mocap is not None:
+        test = protocol_views(protocol_mocap)
+        if budget.protocol_frames:
+            test = [(kp[: budget.protocol_frames], j[: budget.protocol_frames]) for kp, j in test]
+        results[PROTOCOL] = {k: v for k, v in score_protocol(model, cfg, test).items() if k != "frames"}
     for key, sigma, pattern in _corruptions(budget)[: None if robustness else 1]:
         seen = perturb.add_noise(chunks, sigma, seed=CORRUPTION_SEED)
         if pattern is not None:
@@ -106,8 +127,9 @@ def evaluate_trial(model: Any, cfg: config.Config, budget: Budget, robustness: b
     return results
 
 
-def run_trial(config_dir: str, row: Row, seed: int, mocap: str, budget: Budget, robustness: bool = False,
-              calibrated: Optional[str] = None, threads: int = 1) -> dict[str, Any]:
+def run_trial(config_dir: str, row: Row, seed: int, budget: Budget, robustness: bool = False,
+              calibrated: Optional[str] = None, protocol_mocap: Optional[str] = None,
+              threads: int = 1) -> dict[str, Any]:
     """Pretrain (if the row does) → fine-tune from its encoder → evaluate; one seed of one row."""
     import torch
 
@@ -117,26 +139,38 @@ def run_trial(config_dir: str, row: Row, seed: int, mocap: str, budget: Budget, 
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    cfg = trial_config(Path(config_dir), row, seed, Path(mocap), budget)
-    train_chunks, _ = split_chunks(cfg.data, "train", seed)
+    cpu = time.process_time()
+    cfg = trial_config(Path(config_dir), row, seed, budget)
+
+    def chunks(staged: config.Config, split: str) -> Any:
+        if split == "val" and not staged.data.val_subjects:
+            return None
+        return split_chunks(staged.data, split, seed)[0]
+
     with tempfile.TemporaryDirectory(prefix=f"study-{row.name}-{seed}-") as tmp:
         history: list[dict[str, Any]] = []
         if row.pretrain:
             pre_dir = Path(tmp) / "pretrain"
-            _, history = fit_in_process(stage_config(cfg, "pretrain"), train_chunks, pre_dir)
+            pre = stage_config(cfg, "pretrain")
+            _, history = fit_in_process(pre, chunks(pre, "train"), pre_dir, chunks(pre, "val"))
             cfg = cfg.with_overrides({"train.init": str(pre_dir)})
-        model, ft_history = fit_in_process(stage_config(cfg, "finetune"), train_chunks)
+        ft = stage_config(cfg, "finetune")
+        model, ft_history = fit_in_process(ft, chunks(ft, "train"), None, chunks(ft, "val"))
     seconds_train = time.perf_counter() - t0
-    scores = evaluate_trial(model, cfg, budget, robustness, Path(calibrated) if calibrated else None)
+    cpu_train = time.process_time() - cpu
+    scores = evaluate_trial(model.eval(), ft, budget, robustness, Path(calibrated) if calibrated else None,
+                            Path(protocol_mocap) if protocol_mocap else None)
     return {"row": row.name, "seed": seed, "scores": scores,
             "pretrain_loss": history[-1]["loss"] if history else None,
-            "finetune_loss": ft_history[-1]["loss"], "train_seconds": seconds_train,
+            "pretrain_epochs": len(history), "finetune_loss": ft_history[-1]["loss"],
+            "train_seconds": seconds_train, "train_cpu_seconds": cpu_train,
             "seconds": time.perf_counter() - t0}
 
 
-def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], mocap: Path, budget: Budget,
+def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], budget: Budget,
               robust_rows: Sequence[str] = (), calibrated: Optional[Path] = None,
-              journal: Optional[Path] = None, progress: bool = True) -> list[dict[str, Any]]:
+              protocol_mocap: Optional[Path] = None, journal: Optional[Path] = None,
+              progress: bool = True) -> list[dict[str, Any]]:
     """Every (row, seed) trial as a Ray task of one CPU on the running (or a new local) Ray.
 
     With ``journal`` (a JSON-lines file) each finished trial is appended as it ends and trials
@@ -156,9 +190,10 @@ def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], mocap
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-    pending = {task.remote(str(config_dir), row, seed, str(mocap), budget, row.name in robust_rows,
-                           str(calibrated) if calibrated else None): (row.name, seed)
-               for row in rows for seed in seeds if (row.name, seed) not in done}
+    pending = {task.remote(str(config_dir), row, seed, budget, row.name in robust_rows,
+                           str(calibrated) if calibrated else None,
+                           str(protocol_mocap) if protocol_mocap else None): (row.name, seed)
+               for seed in seeds for row in rows if (row.name, seed) not in done}
     results = [done[(r.name, s)] for r in rows for s in seeds if (r.name, s) in done]
     failures: list[str] = []
     total, t0 = len(results) + len(pending), time.perf_counter()
@@ -239,9 +274,11 @@ def compare(a: Stat, b: Stat, z: float = 2.0) -> Difference:
     return Difference(diff, se, "lower" if diff < 0 else "higher")
 
 
-def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key: str) -> list[dict[str, Any]]:
-    """One dict per row: label and mean ± std of MPJPE / P-MPJPE / N-MPJPE under ``key`` and on
-    real detections, plus the seed count and mean training time."""
+def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key: str,
+                 split_key: Optional[str] = None) -> list[dict[str, Any]]:
+    """One dict per row: label and mean ± std of MPJPE / P-MPJPE under ``key`` (and N-MPJPE where
+    scored), MPJPE under ``split_key`` (the test split through the training rig), on real
+    detections, plus the seed count, stage I's length and the mean training CPU time."""
     out = []
     for row in rows:
         rs = [r for r in results if r["row"] == row.name]
@@ -249,12 +286,18 @@ def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key:
             continue
         line: dict[str, Any] = {"row": row.name, "setting": row.label}
         for metric, col in (("mpjpe", "MPJPE"), ("p_mpjpe", "P-MPJPE"), ("n_mpjpe", "N-MPJPE")):
-            line[col] = str(stat(results, row.name, key, metric))
+            if all(metric in r["scores"].get(key, {}) for r in rs):
+                line[col] = str(stat(results, row.name, key, metric))
+        if split_key and all(split_key in r["scores"] for r in rs):
+            line["rig test MPJPE"] = str(stat(results, row.name, split_key))
         if any("real_detections" in r["scores"] for r in rs):
             line["real 2D MPJPE"] = str(stat(results, row.name, "real_detections"))
             line["real 2D P-MPJPE"] = str(stat(results, row.name, "real_detections", "p_mpjpe"))
         line["seeds"] = len(rs)
-        line["train s"] = f"{np.mean([r['train_seconds'] for r in rs]):.0f}"
+        if row.pretrain and all("pretrain_epochs" in r for r in rs):
+            line["stage I epochs"] = " / ".join(str(r["pretrain_epochs"]) for r in sorted(rs, key=lambda r: r["seed"]))
+        cpu = [r.get("train_cpu_seconds", r["train_seconds"]) for r in rs]
+        line["train CPU s"] = f"{np.mean(cpu):.0f}"
         out.append(line)
     return out
 

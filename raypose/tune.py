@@ -563,6 +563,8 @@ def run_search(cfg: Config, resume: bool = False, out_dir: str | Path | None = N
     from raypose.train import run
 
     check_space(cfg)
+    # trials run in their own folders: relative data paths are the caller's, so pin them here
+    cfg = config_mod.with_absolute_sources(cfg, Path.cwd())
     run.check_data(cfg)   # unknown subjects or no training data: fail before any trial starts
     ensure_ray()
     tuner = restore_tuner(cfg) if resume else make_tuner(cfg)

@@ -412,9 +412,11 @@ def plot_joint_errors(per_joint: Mapping[str, float], path: str | Path, title: s
 
 
 def plot_errorbars(series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
-                   path: str | Path, xlabel: str, ylabel: str = "MPJPE (mm)", title: str = "") -> Path:
+                   path: str | Path, xlabel: str, ylabel: str = "MPJPE (mm)", title: str = "",
+                   xscale: str = "linear") -> Path:
     """Mean ± std over seeds against a swept setting, one line per method:
-    ``series[name] = (x values, means, stds)`` (e.g. error vs masking ratio, vs input noise)."""
+    ``series[name] = (x values, means, stds)`` (e.g. error vs masking ratio, vs input noise;
+    ``xscale='log'`` for settings swept over decades, such as a label fraction)."""
     if not series:
         raise ValueError("no series")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
@@ -425,6 +427,7 @@ def plot_errorbars(series: Mapping[str, tuple[Sequence[float], Sequence[float], 
             ax.errorbar(xs, means, yerr=stds, marker="o", ms=4, capsize=3, label=name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.set_xscale(xscale)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if title:

@@ -186,3 +186,17 @@ def test_causal_windows_need_a_model_that_predicts_the_last_frame():
     assert config.load(None, ["model.name=baseline", "data.num_frames=1", "data.causal=true"]).data.causal
     online = config.load(Path(__file__).resolve().parents[1] / "configs" / "wild_online.yaml")
     assert online.data.causal and online.model.name == "window_mlp"
+
+
+def test_relative_source_paths_are_pinned_to_the_directory_they_were_written_for(tmp_path):
+    cfg = config.load(REPO / "configs" / "label_study" / "base.yaml")
+    pinned = config.with_absolute_sources(cfg, REPO)
+    assert [s.path for s in pinned.data.sources] == [str(REPO.resolve() / s.path) for s in cfg.data.sources]
+    assert all(Path(s.path).is_file() for s in pinned.data.sources)
+    # absolute paths, URIs and the embedded data ('') stay as they are
+    kept = cfg.with_overrides({"data.sources": [
+        {"name": "a", "format": "store", "path": "s3://bucket/store"},
+        {"name": "b", "format": "mocap", "path": ""},
+        {"name": "c", "format": "mocap", "path": str(tmp_path / "x.npz")}]})
+    assert [s.path for s in config.with_absolute_sources(kept, tmp_path).data.sources] == [
+        "s3://bucket/store", "", str(tmp_path / "x.npz")]

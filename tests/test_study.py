@@ -44,6 +44,9 @@ def test_budget_replaces_the_schedule_only_when_set():
     assert Budget().overrides() == {}
     assert Budget(epochs=2, steps_per_epoch=5).overrides() == {
         "train.epochs": 2, "train.steps_per_epoch": 5, "train.stage_overrides": {}}
+    # a row's per-stage settings stay; only the stage lengths are replaced
+    staged = Budget(epochs=1).overrides({"finetune": {"train.epochs": 10, "data.label_fraction": 0.05}})
+    assert staged["train.stage_overrides"] == {"finetune": {"train.epochs": 1, "data.label_fraction": 0.05}}
 
 
 def test_every_study_row_has_a_config_that_loads():
@@ -73,7 +76,7 @@ def test_calibrated_evaluation_refuses_bad_files(tmp_path):
 def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_path):
     bench = load_bench()
     page = tmp_path / "results.md"
-    results = bench.main(["--quick", "--out", str(page), "--mocap", str(shared_data / "mocap_h36m17.npz"),
+    results = bench.main(["--quick", "--out", str(page), "--protocol-mocap", str(shared_data / "mocap_h36m17.npz"),
                           "--calibrated", str(shared_data / "pose2sim_demo.npz")])
     rows, seeds, budget, robust = bench.quick_setup()
     assert sorted((r["row"], r["seed"]) for r in results) == sorted((r.name, s) for r in rows for s in seeds)
@@ -82,6 +85,7 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
         assert all(math.isfinite(v) and v > 0 for v in headline.values())
         assert headline["p_mpjpe"] <= headline["mpjpe"]
         assert r["scores"]["real_detections"]["mpjpe"] > 0
+        assert 0 < r["scores"]["protocol"]["p_mpjpe"] <= r["scores"]["protocol"]["mpjpe"]
         assert (r["pretrain_loss"] is not None) == (r["row"] == "pretrained")
         if r["row"] in robust:
             assert {f"occlude={p}" for p in budget.occlusions} <= set(r["scores"])
@@ -98,7 +102,7 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
     journal = (tmp_path / "results" / "trials.jsonl").read_text().splitlines()
     assert len(journal) == len(results)
     t0 = time.perf_counter()
-    rerun = bench.main(["--quick", "--out", str(page), "--mocap", str(shared_data / "mocap_h36m17.npz"),
+    rerun = bench.main(["--quick", "--out", str(page), "--protocol-mocap", str(shared_data / "mocap_h36m17.npz"),
                         "--calibrated", str(shared_data / "pose2sim_demo.npz")])
     assert time.perf_counter() - t0 < 20 and [r["scores"] for r in rerun] == [r["scores"] for r in results]
     assert len((tmp_path / "results" / "trials.jsonl").read_text().splitlines()) == len(results)

@@ -23,6 +23,10 @@ Mixing weights (train only): source i with weight w_i and F_i training frames is
 an epoch keeps roughly the total size and each source contributes its weight's share of
 chunks. One source, or weights proportional to size, means f = 1 (no resampling).
 ``max_sequences`` caps the rows (views) read per source and split.
+
+Label scarcity (``label_fraction`` < 1): the train split keeps a fixed, seeded subset of whole
+sequences (subject, action) of each source — :func:`labelled_sequences` — so a study can
+pretrain on every sequence's 2D and fine-tune on the 3D of a few.
 """
 from __future__ import annotations
 
@@ -233,6 +237,41 @@ def raw_views(src: SourceConfig, data_cfg: DataConfig, seed: int, index: int = 0
     return out
 
 
+def labelled_sequences(keys: Any, fraction: float, seed: int) -> set[tuple[str, str]]:
+    """The (subject, action) sequences of ``keys`` whose labels a run at ``fraction`` uses:
+    ``ceil(fraction · n)`` of the n distinct sequences (at least one), in a seeded random order
+    that does not depend on the order ``keys`` come in."""
+    unique = sorted({(str(s), str(a)) for s, a in keys})
+    if fraction >= 1.0 or not unique:
+        return set(unique)
+    order = np.random.default_rng([int(seed), 0x1abe1]).permutation(len(unique))
+    count = max(1, math.ceil(fraction * len(unique) - 1e-9))
+    return {unique[i] for i in order[:count]}
+
+
+def _keep_sequences(table: pa.Table, keep: set[tuple[str, str]]) -> pa.Table:
+    """Rows of ``table`` whose (subject, action) is in ``keep``."""
+    subjects, actions = table.column("subject").to_pylist(), table.column("action").to_pylist()
+    mask = pa.array([(s, a) in keep for s, a in zip(subjects, actions)], type=pa.bool_())
+    return table.filter(mask)
+
+
+def _store_labelled(src: SourceConfig, shards: list[dict], data_cfg: DataConfig, seed: int
+                    ) -> tuple[set[tuple[str, str]], int]:
+    """The labelled train sequences of a store and their frames (reads only the shards' key
+    columns)."""
+    import pyarrow.parquet as pq
+
+    fs, root = store.filesystem_for(src.path, data_cfg.s3_endpoint)
+    rows: list[tuple[str, str, int]] = []
+    for sh in shards:
+        t = pq.read_table(store._join(root, sh["path"]), filesystem=fs,
+                          columns=["subject", "action", "num_frames"]).to_pydict()
+        rows.extend(zip(t["subject"], t["action"], t["num_frames"]))
+    keep = labelled_sequences([(s, a) for s, a, _ in rows], data_cfg.label_fraction, seed)
+    return keep, int(sum(n for s, a, n in rows if (s, a) in keep))
+
+
 def _view_frames(vs: list[Any]) -> dict[str, int]:
     frames: dict[str, int] = {}
     for v in vs:
@@ -250,6 +289,9 @@ def _raw_split_tables(src: SourceConfig, data_cfg: DataConfig, seed: int, index:
     for split in SPLITS:
         members = set(splits[split])
         rows = [v for v in vs if v.subject in members]
+        if split == "train" and data_cfg.label_fraction < 1.0:
+            keep = labelled_sequences([(v.subject, v.action) for v in rows], data_cfg.label_fraction, seed)
+            rows = [v for v in rows if (v.subject, v.action) in keep]
         if data_cfg.max_sequences:
             rows = rows[: data_cfg.max_sequences]
         if split == "train" and data_cfg.shuffle_files:
@@ -303,6 +345,9 @@ def _store_rows(src: SourceConfig, data_cfg: DataConfig, seed: int) -> dict[str,
         shuffle = FileShuffleConfig(seed=seed) if (split == "train" and data_cfg.shuffle_files) else None
         ds = ray.data.read_parquet([f"{root}/{sh['path']}" for sh in shards], filesystem=fs,
                                    shuffle=shuffle, columns=store.store_columns(manifest))
+        if split == "train" and data_cfg.label_fraction < 1.0:
+            keep, frames = _store_labelled(src, shards, data_cfg, seed)
+            ds = ds.map_batches(_keep_sequences, batch_format="pyarrow", fn_kwargs={"keep": keep})
         if data_cfg.max_sequences:
             ds = ds.limit(data_cfg.max_sequences)
         out[split] = (ds, frames)
@@ -508,6 +553,12 @@ def split_tables(data_cfg: DataConfig, split: str, seed: int = 0) -> list[pa.Tab
         if src.format == "store":
             fs, _ = store.filesystem_for(src.path, data_cfg.s3_endpoint)
             ts = [store.read_shard_table(src.path, sh, data_cfg.s3_endpoint, fs=fs) for sh in part]
+            if ts and split == "train" and data_cfg.label_fraction < 1.0:
+                whole = pa.concat_tables(ts)
+                keep = labelled_sequences(zip(whole.column("subject").to_pylist(),
+                                              whole.column("action").to_pylist()),
+                                          data_cfg.label_fraction, seed)
+                ts = [_keep_sequences(whole, keep)]
             if ts and data_cfg.max_sequences:
                 ts = [pa.concat_tables(ts).slice(0, data_cfg.max_sequences)]
         else:

@@ -577,7 +577,7 @@ def report(worker: Worker, epoch: int, metrics: dict[str, Any], scratch: Path) -
     import ray.train
 
     checkpoint = None
-    if checkpoint_due(worker.cfg, epoch):
+    if checkpoint_due(worker.cfg, epoch) or metrics.get("plateaued"):
         directory = ckpt.write_checkpoint(scratch / f"epoch{epoch:04d}-rank{worker.info.rank}",
                                           worker.strategy, worker.progress, worker.cfg,
                                           worker.stage, worker.generator,
@@ -614,6 +614,19 @@ def dataset_iterators(worker: Worker):
             CachedPasses(stream_val, data.worker_cache_mb, data.batch_size, False, 0))
 
 
+def plateaued(values: list[float], patience: int, delta: float) -> bool:
+    """True when none of the last ``patience`` values beat the best before them by more than
+    ``delta`` (relative): the early-stopping rule of ``train.plateau_patience``. Non-finite
+    values (no validation split) never count as a plateau."""
+    if patience <= 0 or len(values) <= patience:
+        return False
+    before, recent = values[:-patience], values[-patience:]
+    finite = [v for v in before if math.isfinite(v)]
+    if not finite or not all(math.isfinite(v) for v in recent):
+        return False
+    return min(recent) > min(finite) * (1.0 - delta)
+
+
 def run_epochs(worker: Worker, train_iter, val_iter, emit, step: StepFn = train_step,
                validation: Optional[Callable[[Worker, Iterator[Any]], dict[str, float]]] = None) -> None:
     """Epochs ``start_epoch`` … ``epochs − 1``: train, decay lr, validate, emit metrics.
@@ -622,6 +635,9 @@ def run_epochs(worker: Worker, train_iter, val_iter, emit, step: StepFn = train_
     model's loop (:mod:`raypose.train.image_loop`) keep the schedule, metrics and reporting.
     """
     cfg = worker.cfg
+    if plateaued([h[metric_name(worker.stage)] for h in worker.progress.history],
+                 cfg.train.plateau_patience, cfg.train.plateau_delta):
+        return  # resumed from the checkpoint of a run that had stopped on its plateau
     source = cycle(train_iter) if cfg.train.steps_per_epoch > 0 else None
     durations: list[float] = []
     for epoch in range(worker.start_epoch, cfg.train.epochs):
@@ -646,9 +662,18 @@ def run_epochs(worker: Worker, train_iter, val_iter, emit, step: StepFn = train_
         durations.append(time.perf_counter() - t0)
         eta = (sum(durations) / len(durations)) * (cfg.train.epochs - epoch - 1)
         metrics["eta_s"] = eta
+        curve = [h[metric_name(worker.stage)] for h in worker.progress.history]
+        metrics["plateaued"] = plateaued(curve, cfg.train.plateau_patience, cfg.train.plateau_delta)
         if worker.strategy.is_main:
             print(progress_line(worker, epoch, metrics, eta), flush=True)
         emit(worker, epoch, metrics)
+        if metrics["plateaued"]:
+            # the metric is all-reduced, so every rank stops at the same epoch
+            if worker.strategy.is_main:
+                print(f"[{worker.stage}] validation {metric_name(worker.stage)} has plateaued "
+                      f"({cfg.train.plateau_patience} epochs without a {cfg.train.plateau_delta:.0%} "
+                      f"gain): stopping after epoch {epoch + 1} of {cfg.train.epochs}", flush=True)
+            break
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -332,3 +333,44 @@ def test_a_store_without_root_positions_streams_with_roots_unknown_and_refuses_a
         pipeline.check_root_3d(cfg)
     pipeline.check_root_3d(dataclasses.replace(cfg, sources=[SourceConfig(name="new", format="store", path=str(new))]))
     pipeline.check_root_3d(DataConfig())                                        # raw mocap through the rig
+
+
+def test_label_fraction_keeps_a_seeded_nested_subset_of_whole_sequences():
+    keys = [(f"s{i % 3}", f"a{i}") for i in range(40)] * 2          # every sequence seen by 2 cameras
+    whole = pipeline.labelled_sequences(keys, 1.0, seed=0)
+    assert len(whole) == 40
+    few, some = (pipeline.labelled_sequences(keys, f, seed=0) for f in (0.05, 0.25))
+    assert len(few) == 2 and len(some) == 10 and few <= some <= whole     # ceil(f·n), nested
+    assert pipeline.labelled_sequences(list(reversed(keys)), 0.25, seed=0) == some  # order-free
+    assert pipeline.labelled_sequences(keys, 0.25, seed=1) != some          # the seed draws it
+    assert len(pipeline.labelled_sequences(keys, 0.001, seed=0)) == 1       # never an empty split
+
+
+def test_label_fraction_thins_only_the_train_split_of_raw_and_stored_sources(tmp_path, mocap_views, ray_local):
+    local = str(tmp_path / "st")
+    store.write_store(mocap_views, local, shard_mb=0.5)
+    raw = DataConfig(sources=[SourceConfig(virtual_cameras=2)], chunk_frames=256, num_frames=27,
+                     train_subjects=["climb_a", "deepmimic"], test_subjects=["climb_b"])
+    stored = dataclasses.replace(raw, sources=[SourceConfig(name="st", format="store", path=local)])
+
+    def sequences(cfg, split):
+        tables = pipeline.split_tables(cfg, split, seed=3)
+        views = [(s, a) for t in tables for s, a in zip(t.column("subject").to_pylist(), t.column("action").to_pylist())]
+        return views, set(views)
+
+    for cfg in (raw, stored):
+        all_views, all_seqs = sequences(cfg, "train")
+        thin = dataclasses.replace(cfg, label_fraction=0.2)
+        views, seqs = sequences(thin, "train")
+        assert len(seqs) == math.ceil(0.2 * len(all_seqs)) and seqs < all_seqs
+        assert len(views) == 2 * len(seqs)                               # both cameras of each kept sequence
+        assert seqs == pipeline.labelled_sequences(all_seqs, 0.2, seed=3)
+        assert sequences(thin, "test") == sequences(cfg, "test")          # test is never thinned
+    # Ray Data streams the same labelled sequences from the store as the local reader
+    thin = dataclasses.replace(stored, label_fraction=0.2)
+    frames = int(_collect(pipeline.iter_device_batches(pipeline.build_datasets(thin, seed=3)["train"], thin, "cpu"))
+                 .get("length").shape[0])
+    local_frames = int(_collect(pipeline.local_batches(thin, "train", seed=3))["length"].shape[0])
+    assert frames == local_frames > 0
+    with pytest.raises(ValueError, match="label_fraction"):
+        DataConfig(label_fraction=0.0)

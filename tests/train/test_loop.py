@@ -136,3 +136,24 @@ def test_causal_finetune_trains_and_its_checkpoint_lifts_online(tmp_path):
     path = ck.write_checkpoint(tmp_path / "ft", worker.strategy, worker.progress, worker.cfg, "finetune")
     lifter = load_checkpoint(str(path))
     assert lifter.causal and lifter.num_frames == cfg.data.num_frames
+
+
+def test_plateau_rule_compares_the_last_epochs_with_the_best_before_them():
+    assert not loop.plateaued([3.0, 2.0, 1.9], patience=0, delta=0.01)          # off
+    assert not loop.plateaued([3.0, 2.0], patience=2, delta=0.01)               # too short to tell
+    assert loop.plateaued([3.0, 2.0, 1.99, 2.1], patience=2, delta=0.01)        # < 1 % better: plateau
+    assert not loop.plateaued([3.0, 2.0, 1.9, 2.1], patience=2, delta=0.01)     # 5 % better: going on
+    assert not loop.plateaued([3.0, math.nan, math.nan], patience=2, delta=0.01)  # no validation: never
+
+
+def test_training_stops_on_its_validation_plateau_and_checkpoints_there(tmp_path):
+    # a 99 % gain per epoch is out of reach, so the run stops after patience + 1 epochs
+    cfg = tiny_config("train.epochs=6", "train.plateau_patience=1", "train.plateau_delta=0.99")
+    reports = []
+    worker = run_local(cfg, "pretrain", lambda w, e, m: reports.append(m))
+    assert [r["epoch"] for r in reports] == [0, 1] and [r["plateaued"] for r in reports] == [False, True]
+    assert worker.progress.epoch == 2 and len(worker.progress.history) == 2
+    # resuming a run that stopped on its plateau trains nothing more
+    steps = worker.progress.step
+    loop.run_epochs(worker, lambda: iter(()), lambda: iter(()), lambda w, e, m: reports.append(m))
+    assert worker.progress.step == steps and len(reports) == 2

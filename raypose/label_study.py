@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from raypose import config
-from raypose.study import Stat, compare
+from raypose.study import Stat, append_journal, compare, finished
 
 FRACTIONS = (0.01, 0.05, 0.25, 1.0)
 
@@ -191,19 +191,12 @@ def run_study(config_dir: Path, methods: Sequence[Method], seeds: Sequence[int],
                 pending[pre_task.remote(str(config_dir), m, s, schedule, str(work_dir))] = ("pretrain", m.name, s)
     failures: list[str] = []
     t0 = time.perf_counter()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        what = pending.pop(ready[0])
-        try:
-            result = ray.get(ready[0])
-        except ray.exceptions.RayTaskError as e:
-            failures.append(f"{' '.join(map(str, what))}: {str(e.cause) if e.cause else e}")
+    for what, result, error in finished(pending):
+        if result is None:
+            failures.append(f"{' '.join(map(str, what))}: {error}")
             print(f"[label-study] FAILED {failures[-1]}", flush=True)
             continue
-        if journal is not None:
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            with journal.open("a") as fh:
-                fh.write(json.dumps({**result, "schedule": _signature(schedule)}) + "\n")
+        append_journal(journal, {**result, "schedule": _signature(schedule)})
         if result["kind"] == "pretrain":
             pretrained[(result["method"], result["seed"])] = result
             submit_finetunes(by_name[result["method"]], result["seed"], result["checkpoint"])

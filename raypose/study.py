@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -167,6 +167,29 @@ def run_trial(config_dir: str, row: Row, seed: int, budget: Budget, robustness: 
             "seconds": time.perf_counter() - t0}
 
 
+def finished(pending: dict[Any, Any]) -> Iterator[tuple[Any, Optional[dict[str, Any]], Optional[str]]]:
+    """Ray tasks of ``pending`` (object ref → key) as they end, removed from it: ``(key, result,
+    None)``, or ``(key, None, error)`` for a task that raised. Tasks added to ``pending`` while
+    iterating are waited for too."""
+    import ray
+
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        try:
+            yield key, ray.get(ready[0]), None
+        except ray.exceptions.RayTaskError as e:
+            yield key, None, str(e.cause) if e.cause else str(e)
+
+
+def append_journal(journal: Optional[Path], entry: Mapping[str, Any]) -> None:
+    """One finished run as a JSON line (nothing without a journal)."""
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with journal.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
 def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], budget: Budget,
               robust_rows: Sequence[str] = (), calibrated: Optional[Path] = None,
               protocol_mocap: Optional[Path] = None, journal: Optional[Path] = None,
@@ -197,20 +220,13 @@ def run_study(config_dir: Path, rows: Sequence[Row], seeds: Sequence[int], budge
     results = [done[(r.name, s)] for r in rows for s in seeds if (r.name, s) in done]
     failures: list[str] = []
     total, t0 = len(results) + len(pending), time.perf_counter()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        name, seed = pending.pop(ready[0])
-        try:
-            result = ray.get(ready[0])
-        except ray.exceptions.RayTaskError as e:
-            failures.append(f"{name} seed {seed}: {str(e.cause) if e.cause else e}")
+    for (name, seed), result, error in finished(pending):
+        if result is None:
+            failures.append(f"{name} seed {seed}: {error}")
             print(f"[study] {name} seed {seed} FAILED: {failures[-1]}", flush=True)
             continue
         results.append(result)
-        if journal is not None:
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            with journal.open("a") as f:
-                f.write(json.dumps({**result, "budget": signature}) + "\n")
+        append_journal(journal, {**result, "budget": signature})
         if progress:
             head = result["scores"][next(iter(result["scores"]))]["mpjpe"]
             print(f"[study] {len(results)}/{total} {name} seed {seed}: MPJPE {head:.1f} mm "

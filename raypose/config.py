@@ -224,7 +224,8 @@ class ModelConfig:
     dropout: float = 0.1
     #: MOFA strides; empty derives them from num_frames (9/27/81/243 → [1,3,3]/[3,3,3]/...).
     strides: list[int] = field(default_factory=list)
-    #: APTPose hierarchical fusion: 'mul' | 'add' | 'avg' | 'cat'.
+    #: APTPose hierarchical fusion: 'mul' (normalised product) | 'mul_raw' (the reference code's
+    #: unnormalised product) | 'add' | 'avg' | 'cat' (:class:`raypose.models.blocks.Fusion`).
     fusion: str = "mul"
     #: Extra keyword arguments passed to the registry builder.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -237,7 +238,7 @@ class ModelConfig:
         _check(self.dim > 0 and self.dim % self.heads == 0,
                f"model.dim ({self.dim}) must be a positive multiple of model.heads ({self.heads})")
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
-        _check(self.fusion in ("mul", "add", "avg", "cat"), f"model.fusion {self.fusion!r} unknown")
+        _check(self.fusion in ("mul", "mul_raw", "add", "avg", "cat"), f"model.fusion {self.fusion!r} unknown")
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """APTPose: four masked SEM branches fused, reprojection, determinism, sizes, overfitting."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,13 +20,16 @@ def test_shapes(f, tiny, make_masks):
     assert res["rec_3d"].shape == (2, f, 17, 3)
 
 
-@pytest.mark.parametrize("fusion", ["mul", "add", "avg", "cat"])
+@pytest.mark.parametrize("fusion", ["mul", "mul_raw", "add", "avg", "cat"])
 def test_fusion_modes(fusion, tiny):
     model = build("aptpose", 9, **tiny, fusion=fusion).eval()
     x = torch.randn(2, 9, 17, 2)
     feats = model.encoder.branch_features(x, {})
     fused = model.encoder.fusion(feats)
     if fusion == "mul":
+        ln = [model.encoder.fusion.branch_norms[i](f) for i, f in enumerate(feats)]
+        assert torch.allclose(fused, model.encoder.fusion.out_norm(ln[0] * ln[1] * ln[2] * ln[3]))
+    elif fusion == "mul_raw":
         assert torch.allclose(fused, feats[0] * feats[1] * feats[2] * feats[3])
     elif fusion == "add":
         assert torch.allclose(fused, sum(feats))
@@ -83,3 +88,52 @@ def test_tiny_model_overfits_real_clip(walk_clips, tiny, overfit):
     cfg = LossConfig(multi_frame=1, single_frame=1, bone_multi_frame=0.5, bone_single_frame=0.5)
     first, last = overfit(build("aptpose", 9, **tiny), walk_clips, steps=100, loss_cfg=cfg)
     assert last * 10 <= first, (first, last)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_mul_fusion_trains_with_bounded_features(stage, walk_clips, tiny, overfit, make_masks):
+    """150 steps of real training with the product fusion: the loss falls and stays finite, and
+    the fused tokens stay within 2x the branches' RMS with no runaway entries. The unnormalised
+    product ('mul_raw', the reference's) grows to 6-7x the branches' RMS and entries over 100
+    within these steps (and to ~10^3x, entries ~1e5, in the study's trainings)."""
+    from raypose.config import LossConfig
+
+    torch.manual_seed(0)
+    pretrain = stage == "pretrain"
+    model = build("aptpose", 9, stage, **tiny, **({"decoder_depth": 1} if pretrain else {}))
+    seen = []
+
+    def record(module, args, out):
+        branch = max(float(f.detach().pow(2).mean().sqrt()) for f in args[0])
+        seen.append((branch, float(out.detach().pow(2).mean().sqrt()), float(out.detach().abs().max())))
+
+    model.encoder.fusion.register_forward_hook(record)
+    n = walk_clips["pose_2d"].shape[0]
+    masks = make_masks(n, 9, 2, 2, levels=True) if pretrain else None
+    first, last = overfit(model, walk_clips, steps=150, masks=masks, pretrain=pretrain,
+                          loss_cfg=LossConfig(rec_2d=1.0) if pretrain else None)
+    assert math.isfinite(last) and last * 5 <= first, (first, last)
+    assert max(fused / branch for branch, fused, _ in seen) < 2.0, seen[-1]
+    assert max(peak for *_, peak in seen) < 4 * tiny["dim"] ** 0.5, seen[-1]
+
+
+def test_checkpoint_of_the_unnormalised_product_is_refused_by_mul(tiny):
+    """A checkpoint from before the normalised product (no fusion norms) must not half-load
+    into 'mul': both loaders refuse it, naming the missing tensors; 'mul_raw' takes it."""
+    from raypose.checkpoints import _model_from
+    from raypose.config import from_dict
+    from raypose.errors import ConfigError
+
+    old = build("aptpose", 9, "pretrain", **tiny, decoder_depth=1, fusion="mul_raw")
+    lift = build("aptpose", 9, **tiny, fusion="mul")
+    with pytest.raises(ConfigError, match=r"encoder\.fusion\.branch_norms\.0\.weight: not in the checkpoint"):
+        lift.load_pretrained(old.encoder_state_dict())
+    assert build("aptpose", 9, **tiny, fusion="mul_raw").load_pretrained(old.encoder_state_dict()).loaded
+
+    model = dict(name="aptpose", dim=32, ffn_dim=64, heads=4, depth=1, sem_hidden=64, dropout=0.0)
+    cfg = from_dict({"data": {"num_frames": 9}, "model": dict(model, fusion="mul")})
+    state = build("aptpose", 9, **tiny, fusion="mul_raw").state_dict()
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*encoder\.fusion\.out_norm\.weight"):
+        _model_from(state, {"config": cfg, "stage": "finetune"})
+    raw_cfg = from_dict({"data": {"num_frames": 9}, "model": dict(model, fusion="mul_raw")})
+    assert _model_from(state, {"config": raw_cfg, "stage": "finetune"})[0].encoder.fusion.mode == "mul_raw"

@@ -59,10 +59,35 @@ def test_mask_token_replaces_only_masked():
     assert torch.equal(y[0, 1, 4], tok.token.detach()) and torch.equal(y[~m], x[~m])
 
 
-def test_mul_fusion_is_the_product():
+def test_mul_fusion_is_the_normalised_product():
     a, b, c = torch.randn(3, 2, 4, 8).unbind(0)
-    assert torch.equal(Fusion("mul", 8, 3)([a, b, c]), a * b * c)
+    ln = torch.nn.functional.layer_norm
+    fused = Fusion("mul", 8, 3)([a, b, c])
+    torch.testing.assert_close(fused, ln(ln(a, (8,)) * ln(b, (8,)) * ln(c, (8,)), (8,)))
+    assert torch.equal(Fusion("mul_raw", 8, 3)([a, b, c]), a * b * c)      # the reference code's
+    assert torch.equal(Fusion("add", 8, 3)([a, b, c]), a + b + c)
+    assert torch.equal(Fusion("avg", 8, 3)([a, b, c]), (a + b + c) / 3)
     assert Fusion("cat", 8, 3)([a, b, c]).shape == (2, 4, 8)
+    assert not list(Fusion("mul_raw", 8, 3).parameters()) and not list(Fusion("add", 8, 3).parameters())
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 30.0])
+def test_mul_fusion_scale_is_bounded_for_aligned_branches_of_any_magnitude(scale):
+    """Four SEMs see near-identical inputs, so their features align and the raw product is a
+    4th power: scale**4 and heavy-tailed (the 'mul' instability of the study). The fused
+    tokens must keep unit RMS and no entry above sqrt(d), and pass gradients to every branch."""
+    torch.manual_seed(0)
+    d = 64
+    common = torch.randn(8, 9, d)
+    feats = [(scale * (common + 0.1 * torch.randn(8, 9, d))).requires_grad_() for _ in range(4)]
+    fused = Fusion("mul", d, 4)(feats)
+    rms = fused.pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.ones_like(rms), atol=1e-3, rtol=0)
+    assert float(fused.detach().abs().max()) <= d ** 0.5
+    fused.pow(2).mul(torch.randn_like(fused)).sum().backward()
+    assert all(f.grad is not None and torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0 for f in feats)
+    raw = Fusion("mul_raw", d, 4)([f.detach() for f in feats])   # what 'mul' was: off by scale**4
+    assert float(raw.pow(2).mean().sqrt()) > 3 * scale ** 4
 
 
 def test_attention_goes_through_sdpa(monkeypatch):

@@ -3,8 +3,8 @@
     python bench/apt_fusion.py --rows apt_mul apt_add --seeds 0 1 2        # ≈1 min per trial, 1 thread
     python bench/apt_fusion.py --rows apt_mul --fusion mul_raw             # the reference's raw product
 
-Each trial is :func:`raypose.study.run_trial` (pretrain → fine-tune → test on climb_b, σ 0.01),
-one thread, in this process. A hook on the encoder's ``Fusion`` records, over every training
+Each trial is :func:`raypose.study.run_trial` (stage I → stage II on 5 % of the labels → held-out
+climb_b under the fixed protocol), one thread, in this process. A hook on the encoder's ``Fusion`` records, over every training
 step of both stages, the largest branch RMS and the fused RMS and peak |entry| — the numbers
 that showed the unnormalised product's runaway scale (:class:`raypose.models.blocks.Fusion`).
 """
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     p.add_argument("--fusion", default=None, help="override model.fusion of every row (e.g. mul_raw)")
     p.add_argument("--epochs", type=int, default=0, help="reduced budget: epochs per stage (0: the configs')")
     p.add_argument("--steps", type=int, default=0, help="reduced budget: steps per epoch (0: the configs')")
-    p.add_argument("--mocap", default=str(REPO.parent / "shared" / "data" / "mocap_h36m17.npz"))
+    p.add_argument("--protocol-mocap", default=str(REPO.parent / "shared" / "data" / "mocap_h36m17.npz"))
     args = p.parse_args(argv)
 
     stats: list[tuple[float, float, float]] = []
@@ -55,8 +55,9 @@ def main(argv=None) -> None:
         errors = []
         for seed in args.seeds:
             stats.clear()
-            res = study.run_trial(str(REPO / "configs" / "study"), Row(name, name), seed, args.mocap, budget)
-            mpjpe = res["scores"][f"noise={budget.headline_noise:g}"]["mpjpe"]
+            res = study.run_trial(str(REPO / "configs" / "study"), Row(name, name), seed, budget,
+                                  protocol_mocap=args.protocol_mocap)
+            mpjpe = res["scores"][study.PROTOCOL]["mpjpe"]
             errors.append(mpjpe)
             print(f"{name} fusion={args.fusion or 'config'} seed {seed}: MPJPE {mpjpe:.1f} mm; "
                   f"max branch RMS {max(s[0] for s in stats):.2f}, "

@@ -60,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="stage I checkpoints (kept for resuming)")
     p.add_argument("--quick", action="store_true", help="1 epoch of 3 steps per stage, 60 test frames")
     p.add_argument("--report", action="store_true", help="print the journal's tables; train nothing")
-    p.add_argument("--plots", default="", help="write the plots (error vs label fraction, stage I curves) "
-                                                "into this folder, e.g. docs/results")
+    p.add_argument("--out", default="", help="also write the tables and the plots as a Markdown page "
+                                              "(plots in the folder of the same name), e.g. "
+                                              "docs/results/label_study.md")
     args = p.parse_args(argv)
     methods = [m for m in METHODS if m.name in args.methods]
     schedule = (ls.Schedule(pretrain_epochs=1, finetune_epochs=1, steps_per_epoch=3, test_frames=60)
@@ -73,10 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = ls.run_study(CONFIGS, methods, args.seeds, args.fractions, schedule,
                                SHARED / "mocap_h36m17.npz", SHARED / "pose2sim_demo.npz",
                                Path(args.work_dir), journal)
-    print(report(results, methods, args.fractions))
-    if args.plots:
-        for path in ls.plots(results, methods, args.fractions, Path(args.plots)):
-            print(f"written: {path}")
+    tables = report(results, methods, args.fractions)
+    print(tables)
+    if args.out:
+        page = Path(args.out)
+        pics = ls.plots(results, methods, args.fractions, page.with_suffix(""))
+        page.write_text("\n".join([
+            "# Label-scarcity study", "",
+            f"Rendered by `python bench/label_study.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+            f"from the journal `{Path(args.journal).name}` ({sum(r['kind'] == 'finetune' for r in results)} "
+            f"fine-tunings, {sum(r['kind'] == 'pretrain' for r in results)} stage I runs). Setting: "
+            "`configs/label_study/base.yaml`; test protocol: `raypose/protocol.py`.", "",
+            tables, *[f"![{p.stem}]({page.with_suffix('').name}/{p.name})" for p in pics], ""]))
+        print(f"written: {page} (+ {len(pics)} plots)")
     return 0
 
 

@@ -428,6 +428,10 @@ def plot_errorbars(series: Mapping[str, tuple[Sequence[float], Sequence[float], 
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_xscale(xscale)
+        if xscale == "log":  # label the swept values themselves, not powers of ten
+            ticks = sorted({float(x) for xs, _, _ in series.values() for x in xs})
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if title:

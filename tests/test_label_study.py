@@ -57,8 +57,11 @@ def test_quick_label_study_runs_every_cell_and_resumes_from_its_journal(ray_loca
     tables = text[text.index("**held-out"):]
     assert capsys.readouterr().out == tables
     # and draws its plots from the journal alone
-    assert bench.main([*argv, "--report", "--plots", str(tmp_path / "plots")]) == 0
+    assert bench.main([*argv, "--report", "--out", str(tmp_path / "page.md")]) == 0
+    page = (tmp_path / "page.md").read_text()
+    assert tables.strip() in page
     for name in ("error_vs_label_fraction_climb_b.png", "error_vs_label_fraction_pose2sim.png",
                  "stage_one_curves.png"):
-        data = (tmp_path / "plots" / name).read_bytes()
+        assert f"(page/{name})" in page
+        data = (tmp_path / "page" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from raypose import config as config_mod  # noqa: E402
-from raypose.protocol import (HELD_OUT, NOISE_PX, NOISE_SEED, TEST_FPS, protocol_views,  # noqa: E402,F401
-                              score_protocol)
+from raypose.protocol import HELD_OUT, protocol_views, score_protocol  # noqa: E402,F401
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from accuracy import (HELD_OUT, NOISE_PX, NOISE_SEED, SHARED, TEST_FPS,  # noqa: E402
-                      held_out_config, train)
+from accuracy import SHARED, held_out_config, train  # noqa: E402
+
+from raypose.protocol import HELD_OUT, IMAGE_SIZE as SIZE, NOISE_PX, NOISE_SEED  # noqa: E402
+from raypose.protocol import PRINCIPAL_POINT as PRINCIPAL, TEST_FPS  # noqa: E402
 
 FOCAL = 1145.0
-SIZE = (1000, 1002)
-PRINCIPAL = (512.0, 515.0)
 
 
 def protocol_tracks(mocap: Path, follow: bool = True, subject: str = HELD_OUT) -> list[dict[str, Any]]:

@@ -265,7 +265,7 @@ def _store_labelled(src: SourceConfig, shards: list[dict], data_cfg: DataConfig,
     fs, root = store.filesystem_for(src.path, data_cfg.s3_endpoint)
     rows: list[tuple[str, str, int]] = []
     for sh in shards:
-        t = pq.read_table(store._join(root, sh["path"]), filesystem=fs,
+        t = pq.read_table(f"{root}/{sh['path']}", filesystem=fs,
                           columns=["subject", "action", "num_frames"]).to_pydict()
         rows.extend(zip(t["subject"], t["action"], t["num_frames"]))
     keep = labelled_sequences([(s, a) for s, a, _ in rows], data_cfg.label_fraction, seed)

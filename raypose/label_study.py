@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from raypose import config
-from raypose.study import Stat, append_journal, compare, finished
+from raypose.study import Stat, append_journal, compare_paired, finished
 
 FRACTIONS = (0.01, 0.05, 0.25, 1.0)
 
@@ -263,18 +263,24 @@ def cost_table(results: Sequence[dict], methods: Sequence[Method], fractions: Se
     return rows
 
 
+def by_seed(results: Sequence[dict], method: str, fraction: float, test: str = "climb_b") -> dict[int, float]:
+    return {r["seed"]: r["scores"][test]["mpjpe"] for r in results if r["kind"] == "finetune"
+            and r["method"] == method and r["fraction"] == fraction and test in r["scores"]}
+
+
 def against(results: Sequence[dict], methods: Sequence[Method], fractions: Sequence[float],
             reference: str = "scratch", test: str = "climb_b") -> list[dict[str, str]]:
-    """Every other method − ``reference`` at each fraction: difference ± SE and the verdict
-    (called only beyond two standard errors)."""
+    """Every other method − ``reference`` at each fraction, paired by seed (a seed fixes the
+    labelled subset and the rig's draw for every method): mean difference ± its standard error
+    and the verdict, called only beyond two standard errors."""
     rows = []
     for m in methods:
         if m.name == reference:
             continue
-        line = {"a − b": f"{m.name} − {reference}"}
+        line = {"a − b (paired by seed)": f"{m.name} − {reference}"}
         for f in fractions:
-            a, b = cell(results, m.name, f, test), cell(results, reference, f, test)
-            line[f"{f:.0%}"] = str(compare(a, b)) if a.n and b.n else "–"
+            a, b = by_seed(results, m.name, f, test), by_seed(results, reference, f, test)
+            line[f"{f:.0%}"] = str(compare_paired(a, b)) if a and b else "–"
         rows.append(line)
     return rows
 

@@ -290,6 +290,20 @@ def compare(a: Stat, b: Stat, z: float = 2.0) -> Difference:
     return Difference(diff, se, "lower" if diff < 0 else "higher")
 
 
+def compare_paired(a: Mapping[int, float], b: Mapping[int, float], z: float = 2.0) -> Difference:
+    """``a − b`` over the seeds both have, paired by seed: for designs where a seed fixes what
+    both rows share (the labelled subset, the rig's draw), so that between-seed variation
+    cancels. The standard error is that of the mean per-seed difference."""
+    seeds = sorted(set(a) & set(b))
+    d = Stat.of([a[s] - b[s] for s in seeds])
+    if d.n < 2:
+        return Difference(d.mean, float("nan"), "too few seeds")
+    se = d.std / math.sqrt(d.n)
+    if abs(d.mean) <= z * se:
+        return Difference(d.mean, se, "within noise")
+    return Difference(d.mean, se, "lower" if d.mean < 0 else "higher")
+
+
 def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key: str,
                  split_key: Optional[str] = None) -> list[dict[str, Any]]:
     """One dict per row: label and mean ± std of MPJPE / P-MPJPE under ``key`` (and N-MPJPE where

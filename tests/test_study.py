@@ -113,3 +113,14 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
     for png in ("error_vs_noise.png",):
         data = (tmp_path / "results" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_a_paired_difference_cancels_what_a_seed_shares():
+    from raypose.study import compare_paired
+
+    # the seeds move both rows together (±40 mm) while a is 10 ± 1 mm better at every seed
+    a, b = {0: 150.0, 1: 229.0, 2: 190.0}, {0: 160.0, 1: 240.0, 2: 199.0}
+    assert compare(Stat.of(list(a.values())), Stat.of(list(b.values()))).verdict == "within noise"
+    d = compare_paired(a, b)
+    assert d.verdict == "lower" and d.diff == -10.0 and d.se == pytest.approx(1 / math.sqrt(3))
+    assert compare_paired({0: 1.0, 1: 2.0}, {1: 3.0, 2: 4.0}).verdict == "too few seeds"  # one seed in common

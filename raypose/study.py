@@ -6,8 +6,9 @@ A *row* is one YAML config (``configs/study/<name>.yaml``) plus whether it pretr
 is one row at one seed. Each trial trains in-process (:mod:`raypose.train.local` — the same loop
 a Ray Train worker runs, without a Trainer per run) and is scored on
 
+- the fixed protocol on the held-out person (:mod:`raypose.protocol`), the headline;
 - the test split of its own data, with Gaussian 2D noise σ (normalised screen units) added to
-  the input — the headline uses ``headline_noise``, a detector-like σ — and every σ of
+  the input — ``headline_noise``, a detector-like σ — and every σ of
   ``noise_levels`` for the robustness curve;
 - the same test split with whole joints or body parts occluded (MPM's table 3 patterns);
 - real detector output from calibrated cameras (``../shared/data/pose2sim_demo.npz``): each

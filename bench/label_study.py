@@ -29,6 +29,7 @@ CONFIGS = ROOT / "configs" / "label_study"
 METHODS = [
     ls.Method("mlp", "single-frame MLP (Martinez), no stage I", pretrain=False),
     ls.Method("scratch", "P-STMO-S from scratch", pretrain=False),
+    ls.Method("scratch_long", "P-STMO-S from scratch, 1.5x the steps (a pretrained run's CPU time)", pretrain=False),
     ls.Method("pstmo", "P-STMO: masked 2D (spatio-temporal) stage I", pretrain=True),
     ls.Method("mpm", "MPM: masked 2D + masked 3D stage I", pretrain=True),
     ls.Method("aptpose", "APTPose: hierarchical masks, product fusion, 2D + 3D + reprojection", pretrain=True),

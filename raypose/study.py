@@ -277,6 +277,8 @@ class Difference:
     verdict: str            # 'lower' | 'higher' | 'within noise'
 
     def __str__(self) -> str:
+        if not math.isfinite(self.se):
+            return f"{self.diff:+.1f} mm ({self.verdict})"
         return f"{self.diff:+.1f} ± {self.se:.1f} mm ({self.verdict})"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -174,16 +175,17 @@ def best_recipe(results: Sequence[dict], rows: Sequence[Row], budget: Budget) ->
 
 
 def report(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int], budget: Budget,
-           out_dir: Path, command: str, seconds: float) -> str:
+           out_dir: Path, command: str, seconds: float, note: str = "") -> str:
     """The markdown page: summary table, claims, robustness, best recipe, plots."""
     key = _headline(budget)
+    wall = f" in {seconds / 60:.0f} min of wall time" if math.isfinite(seconds) else ""
     pics = plots(results, budget, out_dir)
     noise, occl = robustness_tables(results, budget)
     best = best_recipe(results, rows, budget)
     lines = [
         "# The papers' claims, re-tested with 5 % of the labels",
         "",
-        f"Produced by `{command}` in {seconds / 60:.0f} min of wall time on {platform.machine()} (one CPU per trial; "
+        f"Produced by `{command}`{note}{wall} on {platform.machine()} (one CPU per trial; "
         f"{len(results)} trials: {len(rows)} rows × seeds {list(seeds)}, "
         f"{sum(r['seconds'] for r in results) / 60:.0f} CPU-min of trials in all); raw numbers in "
         f"`{out_dir.name}/study.json`. Regenerate it with the same command.",
@@ -191,7 +193,7 @@ def report(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int], b
         "**Setup.** All shared real mocap (climbing, DeepMimic, six CMU subjects) seen by "
         f"{budget.virtual_cameras} virtual cameras per sequence (the rig that follows the subject); "
         "stage I on every training sequence until its validation loss (cmu_07) has not improved by 1 % "
-        "for 3 epochs, stage II on the 3D labels of **5 % of the training sequences** (4 of 77, a seeded "
+        "for 3 epochs, stage II on the 3D labels of **5 % of the training sequences** (4 of 78, a seeded "
         "subset shared by every row at a seed) for 10 × 100 steps. **protocol**: the unseen climber "
         "`climb_b` under the fixed protocol (4 level cameras at 5 m, 2 px noise, lifted as a user's file; "
         "`raypose/protocol.py`) — the headline. **rig test**: climb_b through the training rig with "
@@ -267,25 +269,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
         import tempfile
         page_path = Path(tempfile.mkdtemp(prefix="raypose-study-")) / "results.md"
     assets = page_path.with_suffix("")
+    journal = assets / "trials.jsonl"
+    reused = len(journal.read_text().splitlines()) if journal.exists() else 0
     t0 = time.time()
     results = study.run_study(CONFIGS, rows, seeds, budget, robust,
                               Path(args.calibrated) if args.calibrated else None,
-                              Path(args.protocol_mocap), journal=assets / "trials.jsonl")
+                              Path(args.protocol_mocap), journal=journal)
     seconds = time.time() - t0
     command = "python bench/study.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    note = (f" (resumed from its journal, which held {reused} trials: the wall time is the last invocation's)"
+            if reused else "")
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "study.json").write_text(json.dumps({"budget": study.as_dict(budget), "seeds": list(seeds),
                                                     "rows": [r.__dict__ for r in rows], "command": command,
-                                                    "seconds": seconds, "results": results}, indent=1))
-    write_page(results, rows, seeds, budget, page_path, command, seconds)
+                                                    "seconds": seconds, "note": note, "results": results}, indent=1))
+    write_page(results, rows, seeds, budget, page_path, command, seconds, note)
     return results
 
 
 def write_page(results: Sequence[dict], rows: Sequence[Row], seeds: Sequence[int], budget: Budget,
-               page_path: Path, command: str, seconds: float) -> None:
+               page_path: Path, command: str, seconds: float, note: str = "") -> None:
     assets = page_path.with_suffix("")
     assets.mkdir(parents=True, exist_ok=True)
-    page = report(results, rows, seeds, budget, assets, command, seconds)
+    page = report(results, rows, seeds, budget, assets, command, seconds, note)
     page_path.write_text(page)
     print(page)
     print(f"\nwritten: {page_path} (+ {assets}/)")
@@ -299,14 +305,16 @@ def rerender(saved: Path, page_path: Path, seconds: float | None) -> list[dict]:
         data = {"budget": entries[0]["budget"], "seeds": sorted({e["seed"] for e in entries}),
                 "rows": [r.__dict__ for r in ROWS if r.name in names],
                 "results": [{k: v for k, v in e.items() if k != "budget"} for e in entries],
-                "command": "python bench/study.py (stopped early; this page is rendered from its trials.jsonl "
-                           "with `--from-json`; rows without trials are missing)"}
+                "command": "python bench/study.py",
+                "note": " (stopped early; this page is rendered from its trials.jsonl with `--from-json`; "
+                        "rows without trials are missing)"}
     else:
         data = json.loads(saved.read_text())
     budget = Budget(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["budget"].items()})
     rows = [Row(**r) for r in data["rows"]]
     write_page(data["results"], rows, data["seeds"], budget, page_path,
-               data.get("command", "python bench/study.py"), data.get("seconds", seconds or float("nan")))
+               data.get("command", "python bench/study.py"), data.get("seconds", seconds or float("nan")),
+               data.get("note", ""))
     return data["results"]
 
 

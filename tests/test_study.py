@@ -107,6 +107,7 @@ def test_quick_study_writes_page_numbers_and_plots(ray_local, shared_data, tmp_p
     assert time.perf_counter() - t0 < 20 and [r["scores"] for r in rerun] == [r["scores"] for r in results]
     assert len((tmp_path / "results" / "trials.jsonl").read_text().splitlines()) == len(results)
     text = page.read_text()
+    assert f"resumed from its journal, which held {len(results)} trials" in text  # its wall time is not the study's
     again = tmp_path / "again.md"
     bench.main(["--from-json", str(tmp_path / "results" / "study.json"), "--out", str(again)])
     assert again.read_text() == text.replace("(results/", "(again/").replace("`results/", "`again/")

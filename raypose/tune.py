@@ -484,17 +484,18 @@ def plot_mask_ratios(rows: list[dict[str, Any]], base: Config, path: Path) -> Pa
         lo = min((r[METRIC] for r in pts), default=0.0)
         hi = max((r[METRIC] for r in pts), default=1.0)
         scatter = None
-        for i, s in enumerate(strategies):
+        labels: list[tuple[float, float, str]] = []
+        for s in strategies:
             sel = [r for r in pts if str(r.get("masking.strategy") or base.masking.strategy) == s]
             xs = [_axis_value(base, r, PLOT_AXES[0]) for r in sel]
             ys = [_axis_value(base, r, PLOT_AXES[1]) for r in sel]
             scatter = ax.scatter(xs, ys, c=[r[METRIC] for r in sel], cmap="viridis_r", vmin=lo,
                                  vmax=hi if hi > lo else lo + 1.0, s=90, marker=markers.get(s, "o"),
                                  edgecolors="k", label=s)
-            for x, y, r in zip(xs, ys, sel):  # strategies sharing a point label on separate lines
+            for x, y, r in zip(xs, ys, sel):
                 stopped = "" if r.get("status") != "stopped" else " (stopped)"
-                ax.annotate(f"{r[METRIC]:.1f}{stopped}", (x, y), textcoords="offset points",
-                            xytext=(7, 4 - 11 * i), fontsize=8)
+                labels.append((x, y, f"{r[METRIC]:.1f}{stopped}"))
+        _annotate_apart(ax, labels)
         if scatter is not None:
             fig.colorbar(scatter, ax=ax, label="val MPJPE (mm)")
             ax.legend(title="masking", fontsize=8)
@@ -509,6 +510,18 @@ def plot_mask_ratios(rows: list[dict[str, Any]], base: Config, path: Path) -> Pa
     finally:
         plt.close(fig)
     return path
+
+
+def _annotate_apart(ax: Any, labels: list[tuple[float, float, str]]) -> None:
+    """Label each point to its right; a label whose anchor would sit on an earlier one's (the
+    papers' points are often tried twice, and random draws land close) goes a line lower."""
+    ax.figure.canvas.draw()  # fixes the axis limits, so data → pixels is final
+    placed: list[tuple[float, float]] = []
+    for x, y, text in labels:
+        px, py = ax.transData.transform((x, y))
+        line = sum(1 for qx, qy in placed if abs(px - qx) < 80 and abs(py - qy) < 12)
+        placed.append((px, py - 12 * line))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(7, 4 - 11 * line), fontsize=8)
 
 
 @dataclass

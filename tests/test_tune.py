@@ -88,6 +88,44 @@ def test_papers_points_and_trial_config():
     assert trial.train.storage_path.endswith(f"{cfg.tune.name}/trials")
 
 
+def test_the_label_study_search_is_valid_and_in_the_five_percent_regime():
+    """configs/label_study/tune.yaml (docs/results.md, section 4): every point and the space pass
+    the checks a search makes before Ray starts, and its trials fine-tune on 5 % of the labels
+    with climb_b, the test person, out of reach."""
+    from raypose.train.run import stage_config
+
+    cfg = config.load(REPO / "configs" / "label_study" / "tune.yaml")
+    tune.check_space(cfg)
+    assert set(tune.search_space(cfg)) == {"masking.temporal_ratio", "masking.spatial_joints", "loss.rec_2d",
+                                           "loss.rec_3d", "loss.single_frame"}
+    for point in tune.initial_points(cfg):
+        trial = tune.trial_config(cfg, point, "t_00000")
+        fine = stage_config(trial, "finetune")
+        assert fine.data.label_fraction == 0.05 and fine.train.epochs == cfg.tune.finetune_epochs
+        assert "climb_b" not in fine.data.train_subjects + fine.data.val_subjects
+    assert cfg.tune.max_concurrent_trials == 1 and cfg.train.cpus_per_worker <= 0.5  # NOTES.md: Ray Data needs a CPU
+
+
+def test_the_mask_ratio_plot_keeps_labels_of_one_point_apart(tmp_path):
+    """Two trials at the papers' point (as a search's first points often are) must both be readable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = config.load(SMOKE)
+    rows = [{"masking.temporal_ratio": 0.6, "masking.spatial_joints": 5, tune.METRIC: v, "status": st}
+            for v, st in ((144.7, "completed"), (159.0, "stopped"))]
+    rows.append({"masking.temporal_ratio": 0.2, "masking.spatial_joints": 1, tune.METRIC: 130.0, "status": "completed"})
+    png = tune.plot_mask_ratios(rows, cfg, tmp_path / "m.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, ax = plt.subplots()
+    tune._annotate_apart(ax, [(0.6, 5, "a"), (0.6, 5, "b"), (0.2, 1, "c")])
+    offsets = {t.get_text(): t.xyann for t in ax.texts}
+    plt.close(fig)
+    assert offsets["a"][1] != offsets["b"][1] and offsets["c"] == offsets["a"]
+
+
 def test_concurrency_from_cluster_resources():
     cfg = config.load(SMOKE)  # 1 worker × 0.4 CPU + 0.1 for the trial function
     assert tune.max_concurrent_trials(cfg, {"CPU": 2.0}) == 2

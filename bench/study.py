@@ -116,12 +116,12 @@ def claim_lines(results: Sequence[dict], rows: Sequence[Row], budget: Budget) ->
     """Each paper claim with our difference a − b (mm) under the protocol and on real
     detections, paired by seed (a seed fixes the labelled subset and the rig for every row)."""
     names = {r.name for r in rows}
+    key = _headline(budget)
     out = []
     for title, _, claims in CLAIMS:
         for a, b, paper in claims:
             if a not in names or b not in names:
                 continue
-            key = _headline(budget)
             test = compare_paired(_by_seed(results, a, key), _by_seed(results, b, key))
             line = {"section": title, "a − b": f"{a} − {b}", "paper": paper, "ours (protocol)": str(test)}
             if any("real_detections" in r["scores"] for r in results):
@@ -168,10 +168,10 @@ def plots(results: Sequence[dict], budget: Budget, out_dir: Path) -> list[Path]:
 
 
 def best_recipe(results: Sequence[dict], rows: Sequence[Row], budget: Budget) -> dict[str, Any]:
-    ranked = sorted(((stat(results, r.name, _headline(budget)), r) for r in rows if stat(results, r.name, _headline(budget)).n),
-                    key=lambda x: x[0].mean)
-    best_stat, best = ranked[0]
     key = _headline(budget)
+    stats = [(stat(results, r.name, key), r) for r in rows]
+    ranked = sorted(((st, r) for st, r in stats if st.n), key=lambda x: x[0].mean)
+    best_stat, best = ranked[0]
     ties = [r.name for _, r in ranked[1:]
             if compare_paired(_by_seed(results, r.name, key), _by_seed(results, best.name, key)).verdict
             in ("within noise", "too few seeds")]

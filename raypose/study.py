@@ -281,6 +281,13 @@ class Difference:
             return f"{self.diff:+.1f} mm ({self.verdict})"
         return f"{self.diff:+.1f} ± {self.se:.1f} mm ({self.verdict})"
 
+    @classmethod
+    def called(cls, diff: float, se: float, z: float) -> "Difference":
+        """The verdict both comparisons share: lower / higher only beyond ``z`` standard errors."""
+        if abs(diff) <= z * se:
+            return cls(diff, se, "within noise")
+        return cls(diff, se, "lower" if diff < 0 else "higher")
+
 
 def compare(a: Stat, b: Stat, z: float = 2.0) -> Difference:
     """Welch-style: the difference is called only when it exceeds ``z`` standard errors."""
@@ -288,9 +295,7 @@ def compare(a: Stat, b: Stat, z: float = 2.0) -> Difference:
     se = math.sqrt((a.std ** 2 / a.n if a.n > 1 else 0.0) + (b.std ** 2 / b.n if b.n > 1 else 0.0))
     if not (a.n > 1 and b.n > 1) or not math.isfinite(se):
         return Difference(diff, float("nan"), "too few seeds")
-    if abs(diff) <= z * se:
-        return Difference(diff, se, "within noise")
-    return Difference(diff, se, "lower" if diff < 0 else "higher")
+    return Difference.called(diff, se, z)
 
 
 def compare_paired(a: Mapping[int, float], b: Mapping[int, float], z: float = 2.0) -> Difference:
@@ -301,10 +306,7 @@ def compare_paired(a: Mapping[int, float], b: Mapping[int, float], z: float = 2.
     d = Stat.of([a[s] - b[s] for s in seeds])
     if d.n < 2:
         return Difference(d.mean, float("nan"), "too few seeds")
-    se = d.std / math.sqrt(d.n)
-    if abs(d.mean) <= z * se:
-        return Difference(d.mean, se, "within noise")
-    return Difference(d.mean, se, "lower" if d.mean < 0 else "higher")
+    return Difference.called(d.mean, d.std / math.sqrt(d.n), z)
 
 
 def summary_rows(results: Sequence[Mapping[str, Any]], rows: Sequence[Row], key: str,

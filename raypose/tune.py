@@ -516,12 +516,14 @@ def _annotate_apart(ax: Any, labels: list[tuple[float, float, str]]) -> None:
     """Label each point to its right; a label whose anchor would sit on an earlier one's (the
     papers' points are often tried twice, and random draws land close) goes a line lower."""
     ax.figure.canvas.draw()  # fixes the axis limits, so data → pixels is final
+    line_pt = 11
+    line_px = line_pt * ax.figure.dpi / 72  # offsets are in points, anchors in pixels
     placed: list[tuple[float, float]] = []
     for x, y, text in labels:
         px, py = ax.transData.transform((x, y))
-        line = sum(1 for qx, qy in placed if abs(px - qx) < 80 and abs(py - qy) < 12)
-        placed.append((px, py - 12 * line))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(7, 4 - 11 * line), fontsize=8)
+        line = sum(1 for qx, qy in placed if abs(px - qx) < 80 and abs(py - qy) < line_px)
+        placed.append((px, py - line_px * line))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(7, 4 - line_pt * line), fontsize=8)
 
 
 @dataclass
